@@ -1,0 +1,1 @@
+"""Generated gRPC code of proto/zhida/v1 (`make proto`)."""
