@@ -1,0 +1,203 @@
+"""The EventBus sink that turns call events into call records.
+
+`publish()` runs on the controller's asyncio loop, so the sink only enqueues; one worker thread writes in
+batches (one transaction per batch). A database that fails (full disk, lost PostgreSQL) costs records, never a
+call: the batch is logged and dropped, the failure counted, and the worker carries on with the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from zhida.events import CallEvent, CallEventKind
+from zhida.store.models import CallRow, EventRow
+
+log = logging.getLogger(__name__)
+
+RECORD_EVENTS_DROPPED = Counter(
+    "zhida_call_record_events_dropped_total",
+    "Call events that did not reach the call-record store, by reason (queue_full, db_error).",
+    ["reason"],
+)
+
+_STOP = object()
+
+
+class CallRecorder:
+    """Sink for `EventBus.add_sink`; call `start()` before publishing and `close()` on shutdown."""
+
+    def __init__(self, engine: Engine, *, queue_size: int = 10_000, batch_size: int = 200) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self._batch_size = batch_size
+        self._thread: threading.Thread | None = None
+        self._last_error_log = 0.0
+
+    def start(self) -> CallRecorder:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="call-recorder", daemon=True)
+            self._thread.start()
+        return self
+
+    def __call__(self, event: CallEvent) -> None:
+        """The sink: never blocks, never raises."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            RECORD_EVENTS_DROPPED.labels("queue_full").inc()
+            self._log_error("call-record queue full, dropping %s of call %s", event.kind.value, event.call_id)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Waits until every event enqueued so far is written (or dropped); False on timeout."""
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.error("call-record queue still full at shutdown; unwritten events are lost")
+            return
+        self._thread.join(timeout)
+        self._thread = None
+
+    # -- worker thread -------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = [item for item in batch if isinstance(item, CallEvent)]
+            if events:
+                self._write(events)
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if any(item is _STOP for item in batch):
+                return
+
+    def _write(self, events: list[CallEvent]) -> None:
+        try:
+            with self._sessions.begin() as session:
+                for event in events:
+                    _apply(session, event)
+        except SQLAlchemyError as exc:
+            RECORD_EVENTS_DROPPED.labels("db_error").inc(len(events))
+            self._log_error("call-record store failed, %d events lost: %s", len(events), exc)
+        except Exception:  # a malformed event must not kill the worker
+            RECORD_EVENTS_DROPPED.labels("db_error").inc(len(events))
+            log.exception("call-record batch of %d events failed", len(events))
+
+    def _log_error(self, message: str, *args: Any) -> None:
+        # A full disk fails every batch: one line every 10 s is enough to say so.
+        now = time.monotonic()
+        if now - self._last_error_log >= 10.0:
+            self._last_error_log = now
+            log.error(message, *args)
+
+
+def _apply(session: Session, event: CallEvent) -> None:
+    """Folds one event into its call's row and appends it to the timeline."""
+    row = session.get(CallRow, event.call_id)
+    if row is None:
+        # The first event seen may be a later one (recorder started mid-call): keep what arrives.
+        row = CallRow(call_id=event.call_id, tenant=event.tenant, started_at=event.at, prompts=0)
+        session.add(row)
+    data = event.data
+    kind = event.kind
+    if kind is CallEventKind.STARTED:
+        row.started_at = event.at
+        row.caller = str(data.get("caller", ""))
+        row.called = str(data.get("called", ""))
+        row.trunk = str(data.get("trunk", ""))
+        row.mode = str(data.get("mode", ""))
+    elif kind is CallEventKind.PROMPT:
+        row.prompts = (row.prompts or 0) + 1
+    elif kind is CallEventKind.FINAL:
+        row.transcript = str(data.get("transcript", ""))
+        row.transcript_confidence = _float(data.get("confidence"))
+        row.words = list(data.get("words") or [])
+        row.first_partial_ms = _int(data.get("first_partial_ms"))
+        row.final_at = event.at
+    elif kind is CallEventKind.DECISION:
+        row.decision_kind = _text(data.get("kind"))
+        row.route = data.get("route") or None
+        row.group = data.get("group") or None
+        row.score = _float(data.get("score"))
+        row.confidence = _float(data.get("confidence"))
+        row.explanation = list(data.get("explanation") or [])
+        row.agents = [str(a) for a in data.get("agents") or []]
+        row.end_of_speech_to_decision_ms = _int(data.get("end_of_speech_to_decision_ms"))
+        row.decision_at = event.at
+    elif kind is CallEventKind.RINGING:
+        row.agent = str(data.get("agent", "")) or row.agent
+        row.ringing_at = row.ringing_at or event.at
+        row.decision_to_ringing_ms = row.decision_to_ringing_ms or _int(data.get("decision_to_ringing_ms"))
+    elif kind is CallEventKind.ANSWERED:
+        row.agent = str(data.get("agent", "")) or row.agent
+        row.answered_at = event.at
+    elif kind is CallEventKind.ENDED:
+        row.ended_at = event.at
+        row.outcome = _text(data.get("outcome")) or None
+        row.reason = _text(data.get("reason")) or None
+        row.duration_s = _float(data.get("duration_s"))
+    elif kind is CallEventKind.FEEDBACK:
+        row.feedback_correct = bool(data.get("correct"))
+        row.feedback_group = data.get("correct_group") or None
+        row.feedback_agent = data.get("agent") or None
+        row.feedback_comment = data.get("comment") or None
+        row.feedback_at = event.at
+    if kind is not CallEventKind.PARTIAL:  # partials would multiply the timeline for little value
+        session.add(EventRow(call_id=event.call_id, kind=kind.value, at=event.at, data=_jsonable(data)))
+    session.flush()
+
+
+def _text(value: Any) -> str:
+    """Enum members (CallOutcome, …) by value, everything else as text; None as ""."""
+    if value is None:
+        return ""
+    return str(getattr(value, "value", value))
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _jsonable(value: Any) -> Any:
+    """Event data as plain JSON types (enums become their values, unknown objects their str)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return getattr(value, "value", str(value))
