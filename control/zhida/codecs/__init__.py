@@ -1,0 +1,1 @@
+"""Pure wire formats: bytes in, objects out, no I/O."""

@@ -1,0 +1,1 @@
+"""Media plane: rtpengine control and the caller audio fork."""

@@ -1,0 +1,1 @@
+"""Signalling plane: the controller's links to Kamailio (evapi events, JSON-RPC)."""
