@@ -80,9 +80,12 @@ class CallEventServiceServicer:
         1. Events of one call arrive in the order the call path published them: STARTED, then PROMPT,
         PARTIAL_TRANSCRIPT*, FINAL_TRANSCRIPT, DECISION (repeated after a re-prompt), RINGING (once per agent
         tried), ANSWERED, and ENDED last; FEEDBACK may come after ENDED.
-        2. Events of different calls interleave; `sequence` increases by one per event sent on this stream, so a
-        gap means this subscriber was too slow and the server dropped events (fetch the record with GetCall).
-        3. The stream stays open until the client cancels it or the server shuts down (UNAVAILABLE).
+        2. Events of different calls interleave; `sequence` increases by one per event sent on this stream.
+        3. The server sends its initial metadata once the subscription is in place: a client that waits for it
+        misses no event published afterwards.
+        4. A subscriber that falls more than the server's buffer (1,000 events) behind loses events (the server
+        logs it); GetCall returns the complete record.
+        5. The stream stays open until the client cancels it or the server shuts down (UNAVAILABLE).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,49 @@
+"""Fixtures for the CRM API: a real server on a free loopback port with a temporary SQLite store.
+
+Reusable by end-to-end tests: `crm_api` gives the running API (its bus is where the call path publishes),
+`crm_tokens` the bearer tokens, `crm_channel` a connected channel, `publish_call` a scripted call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import pytest
+from crmkit import Tokens, scripted_call
+from zhida.crm.auth import generate_token
+from zhida.crm.server import RunningApi, start_api
+from zhida.events import CallEvent, EventBus
+
+
+@pytest.fixture
+def crm_tokens() -> Tokens:
+    return Tokens(admin=generate_token(), acme=generate_token(), globex=generate_token())
+
+
+@pytest.fixture
+async def crm_api(tmp_path, crm_tokens: Tokens) -> AsyncIterator[RunningApi]:
+    api = await start_api(auth=crm_tokens.auth(), db_url=f"sqlite:///{tmp_path}/calls.db")
+    try:
+        yield api
+    finally:
+        await api.stop(grace=0.2)
+
+
+@pytest.fixture
+async def crm_channel(crm_api: RunningApi) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{crm_api.port}") as channel:
+        await asyncio.wait_for(channel.channel_ready(), 5)
+        yield channel
+
+
+@pytest.fixture
+def publish_call() -> Callable[..., list[CallEvent]]:
+    def publish(bus: EventBus, call_id: str, tenant: str, *, start: float | None = None) -> list[CallEvent]:
+        events = scripted_call(call_id, tenant, start=start)
+        for event in events:
+            bus.publish(event)
+        return events
+
+    return publish
