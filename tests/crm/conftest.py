@@ -7,13 +7,14 @@ Reusable by end-to-end tests: `crm_api` gives the running API (its bus is where 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
 from crmkit import Tokens, scripted_call
 from zhida.crm.auth import generate_token
 from zhida.crm.server import RunningApi, start_api
+from zhida.directory import Directory
 from zhida.events import CallEvent, EventBus
 
 
@@ -23,12 +24,32 @@ def crm_tokens() -> Tokens:
 
 
 @pytest.fixture
-async def crm_api(tmp_path, crm_tokens: Tokens) -> AsyncIterator[RunningApi]:
-    api = await start_api(auth=crm_tokens.auth(), db_url=f"sqlite:///{tmp_path}/calls.db")
-    try:
-        yield api
-    finally:
+def crm_directory(tmp_path) -> Directory:
+    """An empty directory in a temporary Kamailio SQLite database."""
+    return Directory.open_sqlite(tmp_path / "kamailio.db")
+
+
+@pytest.fixture
+async def start_crm_api(tmp_path, crm_tokens: Tokens) -> AsyncIterator[Callable[..., Awaitable[RunningApi]]]:
+    """Starts APIs (keyword arguments go to zhida.crm.server.start_api) and stops them at the end."""
+    started: list[RunningApi] = []
+
+    async def start(**kwargs) -> RunningApi:
+        kwargs.setdefault("auth", crm_tokens.auth())
+        kwargs.setdefault("db_url", f"sqlite:///{tmp_path}/calls-{len(started)}.db")
+        api = await start_api(**kwargs)
+        started.append(api)
+        return api
+
+    yield start
+    for api in started:
         await api.stop(grace=0.2)
+
+
+@pytest.fixture
+async def crm_api(start_crm_api, crm_directory) -> RunningApi:
+    """The API on a free loopback port: temporary call store, temporary directory, no routing service."""
+    return await start_crm_api(directory=crm_directory)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ import yaml
 
 log = logging.getLogger(__name__)
 
-TENANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+TENANT_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")  # as zhida.directory names
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ async def resolve_tenant(
     if not TENANT_RE.match(requested):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
-            f"{field}: must be 1-32 lower-case letters, digits, '-' or '_', starting with a letter",
+            f"{field}: must be 1-64 lower-case letters, digits, '-' or '_', starting with a letter",
         )
     if principal.tenant is not None and principal.tenant != requested:
         await context.abort(

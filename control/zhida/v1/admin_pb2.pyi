@@ -7,16 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "display_name", "fallback_group")
+    __slots__ = ("name", "domain", "fallback_group")
     NAME_FIELD_NUMBER: _ClassVar[int]
-    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
     FALLBACK_GROUP_FIELD_NUMBER: _ClassVar[int]
     name: str
-    display_name: str
+    domain: str
     fallback_group: str
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., fallback_group: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., domain: _Optional[str] = ..., fallback_group: _Optional[str] = ...) -> None: ...
 
 class CreateTenantRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
+
+class UpdateTenantRequest(_message.Message):
     __slots__ = ("tenant",)
     TENANT_FIELD_NUMBER: _ClassVar[int]
     tenant: Tenant
@@ -37,16 +43,6 @@ class ListTenantsResponse(_message.Message):
     TENANTS_FIELD_NUMBER: _ClassVar[int]
     tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
     def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ...) -> None: ...
-
-class DeleteTenantRequest(_message.Message):
-    __slots__ = ("name",)
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
-
-class DeleteTenantResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
 
 class Number(_message.Message):
     __slots__ = ("number", "tenant")
@@ -74,25 +70,15 @@ class ListNumbersResponse(_message.Message):
     numbers: _containers.RepeatedCompositeFieldContainer[Number]
     def __init__(self, numbers: _Optional[_Iterable[_Union[Number, _Mapping]]] = ...) -> None: ...
 
-class RemoveNumberRequest(_message.Message):
-    __slots__ = ("number",)
-    NUMBER_FIELD_NUMBER: _ClassVar[int]
-    number: str
-    def __init__(self, number: _Optional[str] = ...) -> None: ...
-
-class RemoveNumberResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
 class AgentGroup(_message.Message):
-    __slots__ = ("name", "tenant", "display_name")
+    __slots__ = ("name", "tenant", "overflow_group")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
-    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    OVERFLOW_GROUP_FIELD_NUMBER: _ClassVar[int]
     name: str
     tenant: str
-    display_name: str
-    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
+    overflow_group: str
+    def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., overflow_group: _Optional[str] = ...) -> None: ...
 
 class CreateAgentGroupRequest(_message.Message):
     __slots__ = ("group",)
@@ -112,29 +98,17 @@ class ListAgentGroupsResponse(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[AgentGroup]
     def __init__(self, groups: _Optional[_Iterable[_Union[AgentGroup, _Mapping]]] = ...) -> None: ...
 
-class DeleteAgentGroupRequest(_message.Message):
-    __slots__ = ("tenant", "name")
-    TENANT_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    tenant: str
-    name: str
-    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
-
-class DeleteAgentGroupResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
 class Agent(_message.Message):
-    __slots__ = ("username", "tenant", "display_name", "groups")
+    __slots__ = ("username", "tenant", "group", "uri")
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
-    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
-    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
     username: str
     tenant: str
-    display_name: str
-    groups: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, username: _Optional[str] = ..., tenant: _Optional[str] = ..., display_name: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+    group: str
+    uri: str
+    def __init__(self, username: _Optional[str] = ..., tenant: _Optional[str] = ..., group: _Optional[str] = ..., uri: _Optional[str] = ...) -> None: ...
 
 class SipCredentials(_message.Message):
     __slots__ = ("username", "password", "domain", "uri")
@@ -207,9 +181,9 @@ class UploadRoutingConfigRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., config_yaml: _Optional[str] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class UploadRoutingConfigResponse(_message.Message):
-    __slots__ = ("version", "warnings")
+    __slots__ = ("version", "routes")
     VERSION_FIELD_NUMBER: _ClassVar[int]
-    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
     version: str
-    warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    routes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[str] = ..., routes: _Optional[_Iterable[str]] = ...) -> None: ...

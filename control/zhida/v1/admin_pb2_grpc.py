@@ -27,16 +27,19 @@ if _version_not_supported:
 
 class AdminServiceStub:
     """Administration of the platform's directory: tenants, their 400 numbers, agent groups, agents (SIP accounts)
-    and routing configs.
+    and routing configs. The directory lives in Kamailio's database: a change here is what Kamailio uses for the
+    next call (number to tenant, agent authentication, fallback agents).
 
     Authentication: `authorization: Bearer <token>` metadata on every RPC. Tenants and numbers are the
-    platform's: only an admin token may create, change or delete them. Agent groups, agents and routing configs
-    are the tenant's: a tenant token manages its own, an admin token any tenant's. An empty `tenant` field means
-    the token's own tenant. Unknown token: UNAUTHENTICATED; another tenant's objects: PERMISSION_DENIED; a bad
-    field: INVALID_ARGUMENT naming the field (`field: reason`); a name already taken: ALREADY_EXISTS; an unknown
-    object: NOT_FOUND.
+    platform's: only an admin token may create or change them. Agent groups, agents and routing configs are the
+    tenant's: a tenant token manages its own, an admin token any tenant's. An empty `tenant` field means the
+    token's own tenant (an admin token must name one). Unknown token: UNAUTHENTICATED; another tenant's objects:
+    PERMISSION_DENIED; a bad field: INVALID_ARGUMENT whose message starts with the field's path
+    (`agent.username: …`); a name already taken: ALREADY_EXISTS; an unknown object: NOT_FOUND.
 
-    Listings are ordered by name (numbers by number) and are not paged: a tenant's directory is small.
+    Names (tenants, groups): a lower-case letter, then up to 63 lower-case letters, digits, '-' or '_'.
+    Listings are ordered by name (numbers by number, agents by user name) and not paged: a tenant's directory is
+    small.
     """
 
     def __init__(self, channel):
@@ -50,6 +53,11 @@ class AdminServiceStub:
                 request_serializer=zhida_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
                 response_deserializer=zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
                 _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/zhida.v1.AdminService/UpdateTenant',
+                request_serializer=zhida_dot_v1_dot_admin__pb2.UpdateTenantRequest.SerializeToString,
+                response_deserializer=zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+                _registered_method=True)
         self.GetTenant = channel.unary_unary(
                 '/zhida.v1.AdminService/GetTenant',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.GetTenantRequest.SerializeToString,
@@ -59,11 +67,6 @@ class AdminServiceStub:
                 '/zhida.v1.AdminService/ListTenants',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.ListTenantsRequest.SerializeToString,
                 response_deserializer=zhida_dot_v1_dot_admin__pb2.ListTenantsResponse.FromString,
-                _registered_method=True)
-        self.DeleteTenant = channel.unary_unary(
-                '/zhida.v1.AdminService/DeleteTenant',
-                request_serializer=zhida_dot_v1_dot_admin__pb2.DeleteTenantRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.DeleteTenantResponse.FromString,
                 _registered_method=True)
         self.AddNumber = channel.unary_unary(
                 '/zhida.v1.AdminService/AddNumber',
@@ -75,11 +78,6 @@ class AdminServiceStub:
                 request_serializer=zhida_dot_v1_dot_admin__pb2.ListNumbersRequest.SerializeToString,
                 response_deserializer=zhida_dot_v1_dot_admin__pb2.ListNumbersResponse.FromString,
                 _registered_method=True)
-        self.RemoveNumber = channel.unary_unary(
-                '/zhida.v1.AdminService/RemoveNumber',
-                request_serializer=zhida_dot_v1_dot_admin__pb2.RemoveNumberRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.RemoveNumberResponse.FromString,
-                _registered_method=True)
         self.CreateAgentGroup = channel.unary_unary(
                 '/zhida.v1.AdminService/CreateAgentGroup',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.CreateAgentGroupRequest.SerializeToString,
@@ -89,11 +87,6 @@ class AdminServiceStub:
                 '/zhida.v1.AdminService/ListAgentGroups',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.ListAgentGroupsRequest.SerializeToString,
                 response_deserializer=zhida_dot_v1_dot_admin__pb2.ListAgentGroupsResponse.FromString,
-                _registered_method=True)
-        self.DeleteAgentGroup = channel.unary_unary(
-                '/zhida.v1.AdminService/DeleteAgentGroup',
-                request_serializer=zhida_dot_v1_dot_admin__pb2.DeleteAgentGroupRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.DeleteAgentGroupResponse.FromString,
                 _registered_method=True)
         self.CreateAgent = channel.unary_unary(
                 '/zhida.v1.AdminService/CreateAgent',
@@ -124,20 +117,30 @@ class AdminServiceStub:
 
 class AdminServiceServicer:
     """Administration of the platform's directory: tenants, their 400 numbers, agent groups, agents (SIP accounts)
-    and routing configs.
+    and routing configs. The directory lives in Kamailio's database: a change here is what Kamailio uses for the
+    next call (number to tenant, agent authentication, fallback agents).
 
     Authentication: `authorization: Bearer <token>` metadata on every RPC. Tenants and numbers are the
-    platform's: only an admin token may create, change or delete them. Agent groups, agents and routing configs
-    are the tenant's: a tenant token manages its own, an admin token any tenant's. An empty `tenant` field means
-    the token's own tenant. Unknown token: UNAUTHENTICATED; another tenant's objects: PERMISSION_DENIED; a bad
-    field: INVALID_ARGUMENT naming the field (`field: reason`); a name already taken: ALREADY_EXISTS; an unknown
-    object: NOT_FOUND.
+    platform's: only an admin token may create or change them. Agent groups, agents and routing configs are the
+    tenant's: a tenant token manages its own, an admin token any tenant's. An empty `tenant` field means the
+    token's own tenant (an admin token must name one). Unknown token: UNAUTHENTICATED; another tenant's objects:
+    PERMISSION_DENIED; a bad field: INVALID_ARGUMENT whose message starts with the field's path
+    (`agent.username: …`); a name already taken: ALREADY_EXISTS; an unknown object: NOT_FOUND.
 
-    Listings are ordered by name (numbers by number) and are not paged: a tenant's directory is small.
+    Names (tenants, groups): a lower-case letter, then up to 63 lower-case letters, digits, '-' or '_'.
+    Listings are ordered by name (numbers by number, agents by user name) and not paged: a tenant's directory is
+    small.
     """
 
     def CreateTenant(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTenant(self, request, context):
+        """Changes a tenant's domain or fallback group; every field must be given.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -149,31 +152,20 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTenants(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeleteTenant(self, request, context):
-        """Refused with FAILED_PRECONDITION while the tenant still has numbers or agents.
+        """An admin token lists every tenant, a tenant token its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AddNumber(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Assigns a 400 number to a tenant. ALREADY_EXISTS when another tenant has it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListNumbers(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RemoveNumber(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -191,15 +183,9 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def DeleteAgentGroup(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def CreateAgent(self, request, context):
         """Creates the agent and the SIP subscriber Kamailio authenticates against. The password is returned here
-        once and never again (the subscriber table keeps only what digest authentication needs).
+        once and never again (the subscriber table keeps only the digest hashes).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,13 +198,14 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAgent(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Removes the agent and its SIP account; registered phones stop authenticating.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ResetAgentPassword(self, request, context):
-        """A new password for an existing agent, returned once.
+        """A new random password for an existing agent, returned once; the old one stops working.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,7 +213,9 @@ class AdminServiceServicer:
 
     def UploadRoutingConfig(self, request, context):
         """Validates a tenant's routing config and, unless `validate_only`, installs it in the routing service.
-        An invalid config fails with INVALID_ARGUMENT listing every problem found; the running config stays.
+        Checks: YAML syntax, the config schema, cross-references, the tenant named in the file, and that every
+        group the config routes to exists in the directory. An invalid config fails with INVALID_ARGUMENT
+        (`config_yaml: line N: reason`); the running config stays.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -240,6 +229,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.CreateTenantRequest.FromString,
                     response_serializer=zhida_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
             ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=zhida_dot_v1_dot_admin__pb2.UpdateTenantRequest.FromString,
+                    response_serializer=zhida_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+            ),
             'GetTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTenant,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.GetTenantRequest.FromString,
@@ -249,11 +243,6 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListTenants,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.ListTenantsRequest.FromString,
                     response_serializer=zhida_dot_v1_dot_admin__pb2.ListTenantsResponse.SerializeToString,
-            ),
-            'DeleteTenant': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteTenant,
-                    request_deserializer=zhida_dot_v1_dot_admin__pb2.DeleteTenantRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.DeleteTenantResponse.SerializeToString,
             ),
             'AddNumber': grpc.unary_unary_rpc_method_handler(
                     servicer.AddNumber,
@@ -265,11 +254,6 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.ListNumbersRequest.FromString,
                     response_serializer=zhida_dot_v1_dot_admin__pb2.ListNumbersResponse.SerializeToString,
             ),
-            'RemoveNumber': grpc.unary_unary_rpc_method_handler(
-                    servicer.RemoveNumber,
-                    request_deserializer=zhida_dot_v1_dot_admin__pb2.RemoveNumberRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.RemoveNumberResponse.SerializeToString,
-            ),
             'CreateAgentGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAgentGroup,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.CreateAgentGroupRequest.FromString,
@@ -279,11 +263,6 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAgentGroups,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.ListAgentGroupsRequest.FromString,
                     response_serializer=zhida_dot_v1_dot_admin__pb2.ListAgentGroupsResponse.SerializeToString,
-            ),
-            'DeleteAgentGroup': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteAgentGroup,
-                    request_deserializer=zhida_dot_v1_dot_admin__pb2.DeleteAgentGroupRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.DeleteAgentGroupResponse.SerializeToString,
             ),
             'CreateAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAgent,
@@ -320,16 +299,19 @@ def add_AdminServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AdminService:
     """Administration of the platform's directory: tenants, their 400 numbers, agent groups, agents (SIP accounts)
-    and routing configs.
+    and routing configs. The directory lives in Kamailio's database: a change here is what Kamailio uses for the
+    next call (number to tenant, agent authentication, fallback agents).
 
     Authentication: `authorization: Bearer <token>` metadata on every RPC. Tenants and numbers are the
-    platform's: only an admin token may create, change or delete them. Agent groups, agents and routing configs
-    are the tenant's: a tenant token manages its own, an admin token any tenant's. An empty `tenant` field means
-    the token's own tenant. Unknown token: UNAUTHENTICATED; another tenant's objects: PERMISSION_DENIED; a bad
-    field: INVALID_ARGUMENT naming the field (`field: reason`); a name already taken: ALREADY_EXISTS; an unknown
-    object: NOT_FOUND.
+    platform's: only an admin token may create or change them. Agent groups, agents and routing configs are the
+    tenant's: a tenant token manages its own, an admin token any tenant's. An empty `tenant` field means the
+    token's own tenant (an admin token must name one). Unknown token: UNAUTHENTICATED; another tenant's objects:
+    PERMISSION_DENIED; a bad field: INVALID_ARGUMENT whose message starts with the field's path
+    (`agent.username: …`); a name already taken: ALREADY_EXISTS; an unknown object: NOT_FOUND.
 
-    Listings are ordered by name (numbers by number) and are not paged: a tenant's directory is small.
+    Names (tenants, groups): a lower-case letter, then up to 63 lower-case letters, digits, '-' or '_'.
+    Listings are ordered by name (numbers by number, agents by user name) and not paged: a tenant's directory is
+    small.
     """
 
     @staticmethod
@@ -348,6 +330,33 @@ class AdminService:
             target,
             '/zhida.v1.AdminService/CreateTenant',
             zhida_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
+            zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zhida.v1.AdminService/UpdateTenant',
+            zhida_dot_v1_dot_admin__pb2.UpdateTenantRequest.SerializeToString,
             zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
             options,
             channel_credentials,
@@ -414,33 +423,6 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
-    def DeleteTenant(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/zhida.v1.AdminService/DeleteTenant',
-            zhida_dot_v1_dot_admin__pb2.DeleteTenantRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.DeleteTenantResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def AddNumber(request,
             target,
             options=(),
@@ -495,33 +477,6 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
-    def RemoveNumber(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/zhida.v1.AdminService/RemoveNumber',
-            zhida_dot_v1_dot_admin__pb2.RemoveNumberRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.RemoveNumberResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def CreateAgentGroup(request,
             target,
             options=(),
@@ -565,33 +520,6 @@ class AdminService:
             '/zhida.v1.AdminService/ListAgentGroups',
             zhida_dot_v1_dot_admin__pb2.ListAgentGroupsRequest.SerializeToString,
             zhida_dot_v1_dot_admin__pb2.ListAgentGroupsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeleteAgentGroup(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/zhida.v1.AdminService/DeleteAgentGroup',
-            zhida_dot_v1_dot_admin__pb2.DeleteAgentGroupRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.DeleteAgentGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

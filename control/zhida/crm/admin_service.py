@@ -1,0 +1,389 @@
+"""AdminService: tenants, 400 numbers, agent groups, agents (SIP accounts) and routing configs.
+
+Every change goes through `zhida.directory.Directory` (Kamailio's database), so Kamailio sees it on the next
+call; routing configs are checked with `zhida.routing.config.load_config` and installed with the routing
+service's `ReloadRules`. Directory calls are synchronous database work: they run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import grpc
+
+from zhida.crm.auth import Principal, TokenAuth, require_admin, resolve_tenant
+from zhida.v1 import admin_pb2 as pb
+from zhida.v1 import admin_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class AdminService(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(
+        self,
+        *,
+        directory: Any,
+        auth: TokenAuth,
+        routing: Any = None,
+        validate_rules: Callable[..., Any] | None = None,
+    ) -> None:
+        """directory: a zhida.directory.Directory; routing: a RoutingService stub (grpc.aio) or None (then
+        only validate_only uploads work); validate_rules(text, source=, expect_tenant=) -> config, raising
+        ValueError with the reason (default: zhida.routing.config.load_config)."""
+        self.directory = directory
+        self.auth = auth
+        self.routing = routing
+        self._validate_rules = validate_rules
+
+    # -- tenants -----------------------------------------------------------------------------------------
+
+    async def CreateTenant(
+        self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Tenant:
+        principal = await self.auth.require(context)
+        await require_admin(principal, context)
+        tenant = request.tenant
+        await _required(
+            context,
+            ("tenant.name", tenant.name),
+            ("tenant.domain", tenant.domain),
+            ("tenant.fallback_group", tenant.fallback_group),
+        )
+        if await self._find_tenant(tenant.name) is not None:
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"tenant.name: tenant {tenant.name} exists")
+        await self._call(
+            context,
+            _TENANT_FIELDS,
+            self.directory.upsert_tenant,
+            tenant.name,
+            domain=tenant.domain,
+            fallback_group=tenant.fallback_group,
+        )
+        log.info("%s created tenant %s", principal.name, tenant.name)
+        return await self._tenant(context, tenant.name)
+
+    async def UpdateTenant(
+        self, request: pb.UpdateTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Tenant:
+        principal = await self.auth.require(context)
+        await require_admin(principal, context)
+        tenant = request.tenant
+        await _required(
+            context,
+            ("tenant.name", tenant.name),
+            ("tenant.domain", tenant.domain),
+            ("tenant.fallback_group", tenant.fallback_group),
+        )
+        await self._tenant(context, tenant.name)
+        await self._call(
+            context,
+            _TENANT_FIELDS,
+            self.directory.upsert_tenant,
+            tenant.name,
+            domain=tenant.domain,
+            fallback_group=tenant.fallback_group,
+        )
+        log.info("%s updated tenant %s", principal.name, tenant.name)
+        return await self._tenant(context, tenant.name)
+
+    async def GetTenant(self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext) -> pb.Tenant:
+        principal = await self.auth.require(context)
+        name = await resolve_tenant(principal, request.name, context, field="name")
+        return await self._tenant(context, name)
+
+    async def ListTenants(
+        self, request: pb.ListTenantsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListTenantsResponse:
+        principal = await self.auth.require(context)
+        rows = await asyncio.to_thread(self.directory.tenants)
+        if not principal.is_admin:
+            rows = [row for row in rows if row["name"] == principal.tenant]
+        return pb.ListTenantsResponse(tenants=[_tenant_pb(row) for row in rows])
+
+    # -- numbers -----------------------------------------------------------------------------------------
+
+    async def AddNumber(self, request: pb.AddNumberRequest, context: grpc.aio.ServicerContext) -> pb.Number:
+        principal = await self.auth.require(context)
+        await require_admin(principal, context)
+        number = request.number
+        await _required(context, ("number.number", number.number), ("number.tenant", number.tenant))
+        await self._tenant(context, number.tenant, field="number.tenant")
+        owners = {row["number"]: row["tenant"] for row in await asyncio.to_thread(self.directory.numbers)}
+        owner = owners.get(number.number)
+        if owner is not None and owner != number.tenant:
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS, f"number.number: {number.number} belongs to tenant {owner}"
+            )
+        await self._call(
+            context,
+            {"number": "number.number", "tenant": "number.tenant"},
+            self.directory.add_number,
+            number.number,
+            number.tenant,
+        )
+        log.info("%s assigned %s to %s", principal.name, number.number, number.tenant)
+        return pb.Number(number=number.number, tenant=number.tenant)
+
+    async def ListNumbers(
+        self, request: pb.ListNumbersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListNumbersResponse:
+        tenant = await self._scope(context, request.tenant)
+        rows = await asyncio.to_thread(self.directory.numbers, tenant)
+        return pb.ListNumbersResponse(
+            numbers=[pb.Number(number=r["number"], tenant=r["tenant"]) for r in rows]
+        )
+
+    # -- groups ------------------------------------------------------------------------------------------
+
+    async def CreateAgentGroup(
+        self, request: pb.CreateAgentGroupRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AgentGroup:
+        group = request.group
+        tenant = await self._scope(context, group.tenant, field="group.tenant")
+        await _required(context, ("group.name", group.name))
+        await self._tenant(context, tenant, field="group.tenant")
+        groups = await asyncio.to_thread(self.directory.groups, tenant)
+        if any(g["name"] == group.name for g in groups):
+            await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"group.name: group {group.name} exists")
+        await self._call(
+            context,
+            {"group": "group.name", "overflow_group": "group.overflow_group"},
+            self.directory.upsert_group,
+            tenant,
+            group.name,
+            overflow_group=group.overflow_group or None,
+        )
+        return pb.AgentGroup(name=group.name, tenant=tenant, overflow_group=group.overflow_group)
+
+    async def ListAgentGroups(
+        self, request: pb.ListAgentGroupsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentGroupsResponse:
+        tenant = await self._scope(context, request.tenant)
+        rows = await asyncio.to_thread(self.directory.groups, tenant)
+        return pb.ListAgentGroupsResponse(
+            groups=[
+                pb.AgentGroup(name=r["name"], tenant=tenant, overflow_group=r["overflow_group"] or "")
+                for r in rows
+            ]
+        )
+
+    # -- agents ------------------------------------------------------------------------------------------
+
+    async def CreateAgent(
+        self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateAgentResponse:
+        agent = request.agent
+        tenant = await self._scope(context, agent.tenant, field="agent.tenant")
+        await _required(context, ("agent.username", agent.username), ("agent.group", agent.group))
+        await self._tenant(context, tenant, field="agent.tenant")
+        if agent.username in await self._agent_groups(tenant):
+            await context.abort(
+                grpc.StatusCode.ALREADY_EXISTS, f"agent.username: agent {agent.username} exists"
+            )
+        credentials = await self._call(
+            context,
+            {"username": "agent.username", "group": "agent.group", "password": "agent.password"},
+            self.directory.add_agent,
+            tenant,
+            agent.group,
+            agent.username,
+        )
+        log.info("created agent %s of %s", credentials.aor, tenant)
+        return _credentials_pb(tenant, credentials)
+
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentsResponse:
+        tenant = await self._scope(context, request.tenant)
+        row = await self._tenant_row(context, tenant)
+        groups = await self._agent_groups(tenant)
+        agents = [
+            pb.Agent(username=name, tenant=tenant, group=group, uri=f"sip:{name}@{row['domain']}")
+            for name, group in sorted(groups.items())
+            if not request.group or group == request.group
+        ]
+        return pb.ListAgentsResponse(agents=agents)
+
+    async def DeleteAgent(
+        self, request: pb.DeleteAgentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteAgentResponse:
+        tenant = await self._scope(context, request.tenant)
+        await _required(context, ("username", request.username))
+        await self._tenant(context, tenant)
+        if request.username not in await self._agent_groups(tenant):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"username: no agent {request.username} in {tenant}"
+            )
+        await self._call(context, {}, self.directory.remove_agent, tenant, request.username)
+        log.info("deleted agent %s of %s", request.username, tenant)
+        return pb.DeleteAgentResponse()
+
+    async def ResetAgentPassword(
+        self, request: pb.ResetAgentPasswordRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateAgentResponse:
+        tenant = await self._scope(context, request.tenant)
+        await _required(context, ("username", request.username))
+        await self._tenant(context, tenant)
+        group = (await self._agent_groups(tenant)).get(request.username)
+        if group is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"username: no agent {request.username} in {tenant}"
+            )
+        credentials = await self._call(
+            context, {"username": "username"}, self.directory.add_agent, tenant, group, request.username
+        )
+        log.info("new password for agent %s of %s", credentials.aor, tenant)
+        return _credentials_pb(tenant, credentials)
+
+    # -- routing configs ---------------------------------------------------------------------------------
+
+    async def UploadRoutingConfig(
+        self, request: pb.UploadRoutingConfigRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UploadRoutingConfigResponse:
+        tenant = await self._scope(context, request.tenant)
+        await _required(context, ("config_yaml", request.config_yaml))
+        if len(request.config_yaml.encode()) > MAX_CONFIG_BYTES:
+            await context.abort(INVALID, f"config_yaml: larger than {MAX_CONFIG_BYTES} bytes")
+        await self._tenant(context, tenant)
+        try:
+            config = await asyncio.to_thread(
+                self._validator(), request.config_yaml, source="config_yaml", expect_tenant=tenant
+            )
+        except ValueError as exc:
+            await context.abort(INVALID, _config_message(exc))
+        known = {g["name"] for g in await asyncio.to_thread(self.directory.groups, tenant)}
+        for where, group in _referenced_groups(config):
+            if group not in known:
+                await context.abort(
+                    INVALID, f"config_yaml: {where}: tenant {tenant} has no agent group {group!r}"
+                )
+        routes = list(config.routes)
+        if request.validate_only:
+            return pb.UploadRoutingConfigResponse(version=config.version, routes=routes)
+        if self.routing is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no routing service is configured here")
+        from zhida.v1 import routing_pb2
+
+        try:
+            reply = await self.routing.ReloadRules(
+                routing_pb2.ReloadRulesRequest(tenant=tenant, config_yaml=request.config_yaml), timeout=10
+            )
+        except grpc.aio.AioRpcError as exc:
+            # The routing service's own verdict (INVALID_ARGUMENT, UNAVAILABLE, …) goes back as it is.
+            await context.abort(exc.code(), f"routing service: {exc.details()}")
+        log.info("routing config %s installed for %s", reply.version, tenant)
+        return pb.UploadRoutingConfigResponse(version=reply.version or config.version, routes=routes)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _validator(self) -> Callable[..., Any]:
+        if self._validate_rules is None:
+            from zhida.routing.config import load_config
+
+            self._validate_rules = load_config
+        return self._validate_rules
+
+    async def _scope(self, context: grpc.aio.ServicerContext, requested: str, field: str = "tenant") -> str:
+        principal: Principal = await self.auth.require(context)
+        return await resolve_tenant(principal, requested, context, field=field)
+
+    async def _find_tenant(self, name: str) -> dict[str, Any] | None:
+        rows = await asyncio.to_thread(self.directory.tenants)
+        return next((row for row in rows if row["name"] == name), None)
+
+    async def _tenant_row(self, context: grpc.aio.ServicerContext, name: str, field: str = "tenant") -> dict:
+        row = await self._find_tenant(name)
+        if row is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"{field}: no tenant {name}")
+        assert row is not None
+        return row
+
+    async def _tenant(self, context: grpc.aio.ServicerContext, name: str, field: str = "tenant") -> pb.Tenant:
+        return _tenant_pb(await self._tenant_row(context, name, field))
+
+    async def _agent_groups(self, tenant: str) -> dict[str, str]:
+        """User name -> group of each agent of `tenant` (the directory lists agents per group as AORs)."""
+
+        def collect() -> dict[str, str]:
+            result: dict[str, str] = {}
+            for group in self.directory.groups(tenant):
+                for aor in self.directory.agents(tenant, group["name"]):
+                    result[aor.removeprefix("sip:").rsplit("@", 1)[0]] = group["name"]
+            return result
+
+        return await asyncio.to_thread(collect)
+
+    async def _call(
+        self,
+        context: grpc.aio.ServicerContext,
+        fields: dict[str, str],
+        function: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """Runs a directory change in a thread; refusals become INVALID_ARGUMENT naming the field."""
+        from zhida.directory import DirectoryError
+
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except DirectoryError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+            await _abort(context, INVALID, f"{fields.get(exc.field, exc.field)}: {reason}")
+
+
+_TENANT_FIELDS = {
+    "tenant": "tenant.name",
+    "domain": "tenant.domain",
+    "fallback_group": "tenant.fallback_group",
+}
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    await context.abort(code, message)
+    raise AssertionError("unreachable")  # abort raises
+
+
+async def _required(context: grpc.aio.ServicerContext, *fields: tuple[str, str]) -> None:
+    for name, value in fields:
+        if not value:
+            await context.abort(INVALID, f"{name}: required")
+
+
+def _tenant_pb(row: dict[str, Any]) -> pb.Tenant:
+    return pb.Tenant(name=row["name"], domain=row["domain"], fallback_group=row["fallback_group"])
+
+
+def _credentials_pb(tenant: str, credentials: Any) -> pb.CreateAgentResponse:
+    return pb.CreateAgentResponse(
+        agent=pb.Agent(
+            username=credentials.username, tenant=tenant, group=credentials.group, uri=credentials.aor
+        ),
+        credentials=pb.SipCredentials(
+            username=credentials.username,
+            password=credentials.password,
+            domain=credentials.domain,
+            uri=credentials.aor,
+        ),
+    )
+
+
+def _referenced_groups(config: Any) -> list[tuple[str, str]]:
+    """(where, group) for every agent group a routing config sends calls to."""
+    found = [("fallback.group", config.fallback.group)]
+    for name, route in config.routes.items():
+        found.append((f"routes/{name}/group", route.group))
+        if route.after_hours is not None:
+            found.append((f"routes/{name}/after_hours/group", route.after_hours.group))
+    return found
+
+
+def _config_message(exc: ValueError) -> str:
+    line = getattr(exc, "line", None)
+    reason = getattr(exc, "reason", None) or str(exc)
+    return f"config_yaml: line {line}: {reason}" if line else f"config_yaml: {reason}"
