@@ -33,6 +33,18 @@ address = Table(
     Column("tag", String(64)),
 )
 
+# Unused by zhida but loaded by the permissions module, which checks its version.
+trusted = Table(
+    "trusted", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("src_ip", String(50), nullable=False),
+    Column("proto", String(4), nullable=False),
+    Column("from_pattern", String(64)),
+    Column("ruri_pattern", String(64)),
+    Column("tag", String(64)),
+    Column("priority", Integer, nullable=False, default=0),
+)
+
 
 def _htable(name: str) -> Table:
     return Table(
@@ -50,7 +62,7 @@ zhida_numbers = _htable("zhida_numbers")
 zhida_fallback = _htable("zhida_fallback")
 
 KAMAILIO_TABLE_VERSIONS = {
-    "subscriber": 7, "address": 6, "zhida_numbers": 2, "zhida_fallback": 2,
+    "subscriber": 7, "address": 6, "trusted": 6, "zhida_numbers": 2, "zhida_fallback": 2,
 }
 
 # zhida's directory proper.

@@ -1,0 +1,114 @@
+"""The stack's configuration: one YAML file, every value with a working single-box default."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = PACKAGE_DIR.parent.parent
+DEMO_DIR = PACKAGE_DIR / "demo"
+
+
+@dataclass
+class SipConfig:
+    address: str = "127.0.0.1"
+    port: int = 5060
+    http_port: int = 5080  # Kamailio's Prometheus statistics
+    rpc_port: int = 8090
+    evapi_port: int = 8448
+    controller_timeout_s: int = 30
+    agent_ring_timeout_ms: int = 15000
+    workers: int = 8
+    config_file: Path = REPO_DIR / "kamailio" / "kamailio.cfg"
+
+
+@dataclass
+class MediaConfig:
+    interface: str = "127.0.0.1"
+    ng_port: int = 2223
+    http_port: int = 2225
+    port_min: int = 30000
+    port_max: int = 30999
+    config_file: Path = REPO_DIR / "rtpengine" / "rtpengine.conf"
+
+
+@dataclass
+class ControllerConfig:
+    rtp_address: str = "127.0.0.1"
+    api_listen: str = "127.0.0.1:50061"
+    metrics_port: int = 9461
+    # Endpointing: the recogniser ends the utterance after this silence; the controller may decide earlier on
+    # a stable, confident partial.
+    end_silence_ms: int = 700
+    no_input_timeout_ms: int = 6000
+    max_utterance_ms: int = 12000
+    # A partial unchanged for this long, with routing confidence at or above the tenant's threshold, decides.
+    stable_partial_ms: int = 160
+    prompt: str = "请用一句话描述咨询的问题"
+    reprompt: str = "抱歉，没有听清，请再说一遍"
+
+
+@dataclass
+class ServiceConfig:
+    listen: str = "127.0.0.1:0"
+
+
+@dataclass
+class StackConfig:
+    run_dir: Path = Path("run")
+    platform_file: Path = DEMO_DIR / "platform.yaml"
+    tenants_dir: Path = DEMO_DIR / "routing"
+    model_dir: Path | None = None
+    sip: SipConfig = field(default_factory=SipConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    recognizer: ServiceConfig = field(default_factory=lambda: ServiceConfig("127.0.0.1:50051"))
+    routing: ServiceConfig = field(default_factory=lambda: ServiceConfig("127.0.0.1:50052"))
+
+    @property
+    def kamailio_db(self) -> Path:
+        return (self.run_dir / "data" / "kamailio.sqlite").resolve()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "log"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(_plain(dataclasses.asdict(self)), allow_unicode=True, sort_keys=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            raise ValueError(f"unknown setting {cls.__name__}.{key}")
+        kind = fields[key].type
+        default = getattr(cls(), key) if key in fields else None
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value or {})
+        elif isinstance(default, Path) or "Path" in str(kind):
+            kwargs[key] = Path(value) if value is not None else None
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load(path: Path | None) -> StackConfig:
+    if path is None:
+        return StackConfig()
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return _build(StackConfig, data)

@@ -1,0 +1,39 @@
+"""Prompt audio: synthesised once per run directory with espeak-ng, 8 kHz mono WAV for rtpengine's player."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+VOICE = "cmn-latn-pinyin"  # the plain `cmn` voice misreads many characters
+
+
+def synthesize(text: str, path: Path, *, speed: int = 160, pitch: int = 50) -> Path:
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        raise RuntimeError("espeak-ng and sox are needed to synthesise prompts (run `make env`)")
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", VOICE, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
+                   check=True, capture_output=True)
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path)], check=True,
+                   capture_output=True)
+    raw.unlink(missing_ok=True)
+    return path
+
+
+def prompt_path(prompt_dir: Path, text: str) -> Path:
+    return prompt_dir / f"{hashlib.sha1(text.encode()).hexdigest()[:12]}.wav"
+
+
+def ensure_prompts(prompt_dir: Path, controller: Any) -> dict[str, Path]:
+    prompt_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name in ("prompt", "reprompt"):
+        text = getattr(controller, name)
+        path = prompt_path(prompt_dir, text)
+        if not path.exists():
+            synthesize(text, path)
+        paths[name] = path.resolve()
+    return paths

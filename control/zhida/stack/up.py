@@ -1,0 +1,170 @@
+"""`zhida up` / `zhida down`: the whole stack on one box, from one configuration file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from zhida.codecs import bencode
+from zhida.directory import Directory
+from zhida.stack import processes
+from zhida.stack.config import StackConfig
+from zhida.stack.prompts import ensure_prompts
+
+log = logging.getLogger(__name__)
+
+# Start order; stop order is the reverse. rtpengine must answer ng pings before Kamailio starts, else Kamailio
+# marks it down for about a minute.
+SERVICES = ("rtpengine", "kamailio", "recognizer", "routing", "controller")
+
+
+def render_kamailio_local(config: StackConfig) -> str:
+    sip = config.sip
+    return "\n".join([
+        "# Rendered by `zhida up` from the stack configuration; edit that, not this file.",
+        "#!define WITH_CONTROLLER",
+        "#!define WITH_ANSWERED_MODE",
+        f"#!define LISTEN_SIP udp:{sip.address}:{sip.port}",
+        f"#!define LISTEN_HTTP tcp:{sip.address}:{sip.http_port}",
+        f'#!define DBURL "sqlite:///{config.kamailio_db}"',
+        f'#!define RTPENGINE_SOCKET "udp:{config.media.interface}:{config.media.ng_port}"',
+        f'#!define EVAPI_BIND "127.0.0.1:{sip.evapi_port}"',
+        f'#!define RPC_DGRAM_SOCKET "udp:127.0.0.1:{sip.rpc_port}"',
+        f'#!define CTL_SOCKET "unix:{(config.run_dir / "kamailio" / "kamailio_ctl").resolve()}"',
+        f'#!substdef "!CONTROLLER_TIMEOUT!{sip.controller_timeout_s}!g"',
+        f"#!define AGENT_RING_TIMEOUT {sip.agent_ring_timeout_ms}",
+        f"#!define SIP_WORKERS {sip.workers}",
+        "",
+    ])
+
+
+def kamailio_argv(config: StackConfig) -> list[str]:
+    """Kamailio reads kamailio-local.cfg next to the main file: link the repository's file into the run dir."""
+    kam_dir = (config.run_dir / "kamailio").resolve()
+    kam_dir.mkdir(parents=True, exist_ok=True)
+    (kam_dir / "kamailio-local.cfg").write_text(render_kamailio_local(config))
+    main = kam_dir / "kamailio.cfg"
+    if main.is_symlink() or main.exists():
+        main.unlink()
+    main.symlink_to(config.sip.config_file.resolve())
+    return ["kamailio", "-f", str(main), "-DD", "-E", "-m", "128", "-M", "16", "-Y", str(kam_dir)]
+
+
+def rtpengine_argv(config: StackConfig) -> list[str]:
+    media = config.media
+    return [
+        "rtpengine", f"--config-file={media.config_file.resolve()}", "--config-section=rtpengine",
+        f"--interface={media.interface}", f"--listen-ng={media.interface}:{media.ng_port}",
+        f"--listen-http={media.interface}:{media.http_port}",
+        f"--port-min={media.port_min}", f"--port-max={media.port_max}",
+        f"--pidfile={(config.run_dir / 'rtpengine.pid').resolve()}",
+    ]
+
+
+def ng_ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(b"probe " + bencode.encode({"command": "ping"}), (host, port))
+        data = sock.recv(65536)
+    return bencode.decode(data.partition(b" ")[2]).get("result") == "pong"
+
+
+def kamailio_rpc(port: int, method: str, *params: object, timeout: float = 2.0) -> object:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}).encode(),
+                    ("127.0.0.1", port))
+        answer = json.loads(sock.recv(1 << 20))
+    if "error" in answer:
+        raise RuntimeError(f"{method}: {answer['error']}")
+    return answer.get("result")
+
+
+def grpc_healthy(address: str, service: str = "") -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _zhida(*args: str) -> list[str]:
+    return [sys.executable, "-m", "zhida.cli", *args]
+
+
+def up(config: StackConfig, config_path: Path | None) -> None:
+    for binary in ("kamailio", "rtpengine"):
+        if shutil.which(binary) is None:
+            raise processes.StartError(f"{binary} is not installed (run `make env`)")
+    run = config.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    down(config)  # a previous run's leftovers would hold the ports
+    config_file = (run / "zhida.yaml").resolve()
+    config_file.write_text(config.to_yaml(), encoding="utf-8")
+    ensure_prompts(run / "prompts", config.controller)
+
+    if config.kamailio_db.exists():
+        config.kamailio_db.unlink()
+    Directory.open_sqlite(config.kamailio_db).load_platform(config.platform_file)
+
+    logs = config.log_dir
+    media = config.media
+    process = processes.start(run, "rtpengine", rtpengine_argv(config))
+    processes.wait_ready("rtpengine", lambda: ng_ping(media.interface, media.ng_port), process,
+                         logs / "rtpengine.log")
+
+    argv = kamailio_argv(config)
+    check = subprocess.run([*argv[:3], "-c"], capture_output=True, text=True)
+    if check.returncode != 0:
+        raise processes.StartError(f"kamailio -c refused the configuration:\n{check.stderr[-3000:]}")
+    process = processes.start(run, "kamailio", argv)
+    processes.wait_ready("kamailio", lambda: bool(kamailio_rpc(config.sip.rpc_port, "core.version")), process,
+                         logs / "kamailio.log")
+
+    env = {"PYTHONUNBUFFERED": "1"}
+    if config.model_dir is not None:
+        env["ZHIDA_MODEL_DIR"] = str(config.model_dir.resolve())
+    process = processes.start(run, "recognizer", _zhida("serve-recognizer", "--listen", config.recognizer.listen),
+                              env=env)
+    processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
+                         logs / "recognizer.log", timeout=180)
+    process = processes.start(run, "routing", _zhida("serve-routing", "--listen", config.routing.listen,
+                                                      "--tenants", str(config.tenants_dir.resolve())), env=env)
+    processes.wait_ready("routing", lambda: grpc_healthy(config.routing.listen), process, logs / "routing.log",
+                         timeout=180)
+    process = processes.start(run, "controller", _zhida("serve-controller", "--config", str(config_file)), env=env)
+    processes.wait_ready("controller", lambda: grpc_healthy(config.controller.api_listen), process,
+                         logs / "controller.log", timeout=60)
+    os.environ.setdefault("ZHIDA_RUN_DIR", str(run.resolve()))
+    log.info("stack up: SIP %s:%d, logs in %s", config.sip.address, config.sip.port, logs)
+
+
+def down(config: StackConfig) -> None:
+    for name in reversed(SERVICES):
+        if name == "rtpengine":
+            _delete_all_rtpengine_calls(config)
+        if processes.stop(config.run_dir, name):
+            log.info("stopped %s", name)
+
+
+def _delete_all_rtpengine_calls(config: StackConfig) -> None:
+    """Live calls make rtpengine's shutdown slow and crash-prone: delete them first."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.5)
+            target = (config.media.interface, config.media.ng_port)
+            sock.sendto(b"list " + bencode.encode({"command": "list", "limit": "1000"}), target)
+            calls = bencode.decode(sock.recv(1 << 20).partition(b" ")[2]).get("calls", [])
+            for call_id in calls:
+                sock.sendto(b"del " + bencode.encode({"command": "delete", "call-id": call_id}), target)
+                sock.recv(65536)
+    except (OSError, bencode.BencodeError):
+        pass
