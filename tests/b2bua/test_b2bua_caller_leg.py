@@ -1,0 +1,98 @@
+"""The caller's leg (UAS) against a real sipp caller on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import OUR_SDP, Inbox
+from sippkit import SERVICE, run_caller
+from zhida.b2bua.legs import IncomingCall, LegError, SipStack
+from zhida.b2bua.session_timer import Negotiated
+
+pytestmark = pytest.mark.timeout(40)
+
+
+async def answer(call: IncomingCall) -> None:
+    await call.answer(OUR_SDP)
+
+
+async def test_pstn_caller_is_answered_and_its_bye_ends_the_leg(stack: SipStack, inbox: Inbox, tmp_path):
+    inbox.behaviour = answer
+    result = await run_caller("uac_pstn_caller.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+
+    call = await inbox.next()
+    assert call.caller == "13800138000"
+    assert call.called == SERVICE
+    assert call.call_id and call.from_tag.endswith("SIPpTag001")
+    assert call.remote_sdp is not None and "m=audio" in call.remote_sdp and "PCMA/8000" in call.remote_sdp
+    assert call.header("X-Trunk") == "carrier-a"
+    assert call.source[0] == "127.0.0.1"
+    assert call.session_timer is None
+    ended = await asyncio.wait_for(call.wait_ended(), 5)
+    assert (ended.by, ended.cause) == ("remote", "bye")
+    assert ended.reason is not None and "cause=16" in ended.reason
+    assert call.state == "ended"
+
+
+async def test_cancel_before_answer_gets_487_and_ends_the_leg(stack: SipStack, inbox: Inbox, tmp_path):
+    result = await run_caller("uac_cancel.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+
+    call = await inbox.next()
+    ended = await asyncio.wait_for(call.wait_ended(), 5)
+    assert (ended.by, ended.cause) == ("remote", "cancel")
+    with pytest.raises(LegError):
+        await call.answer(OUR_SDP)
+
+
+async def test_session_timer_is_echoed_and_update_refresh_answered(stack: SipStack, inbox: Inbox, tmp_path):
+    inbox.behaviour = answer
+    result = await run_caller("uac_session_timer_update.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    call = await inbox.next()
+    assert call.session_timer == Negotiated(90, "uac", require_timer=True)
+    assert (await asyncio.wait_for(call.wait_ended(), 5)).cause == "bye"
+
+
+async def test_unrefreshed_session_is_ended_with_bye(make_stack, inbox: Inbox, tmp_path):
+    stack = await make_stack(min_se=2)
+    inbox.behaviour = answer
+    result = await run_caller("uac_session_timer_expire.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    call = await inbox.next()
+    ended = await asyncio.wait_for(call.wait_ended(), 5)
+    assert (ended.by, ended.cause) == ("local", "session-expired")
+    # 3 s interval, refresher=uac: we give up after 3 - min(32, 3/3) = 2 s.
+    assert call.answered_at is not None and 1.8 < ended.at - call.answered_at < 4.0
+
+
+async def test_platform_refreshes_when_asked_to(make_stack, inbox: Inbox, tmp_path):
+    stack = await make_stack(min_se=2)
+    inbox.behaviour = answer
+    result = await run_caller("uac_session_timer_uas_refresh.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    call = await inbox.next()
+    assert call.session_timer == Negotiated(4, "uas", require_timer=True)
+    assert (await asyncio.wait_for(call.wait_ended(), 5)).cause == "bye"
+
+
+async def test_too_small_session_interval_gets_422_with_min_se(stack: SipStack, inbox: Inbox, tmp_path):
+    result = await run_caller("uac_session_too_small.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    assert inbox.calls.empty()  # refused before any call object was handed out
+
+
+async def test_garbage_datagrams_do_not_stop_the_stack(stack: SipStack, inbox: Inbox, tmp_path):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for junk in (b"\x00" * 64, b"INVITE nonsense\r\n\r\n" + b"x" * 40,
+                     b"INVITE sip:1@127.0.0.1 SIP/2.0\r\nVia: broken\r\nCSeq: x\r\n\r\n" + b"y" * 20):
+            s.sendto(junk, ("127.0.0.1", stack.port))
+    await asyncio.sleep(0.2)
+    inbox.behaviour = answer
+    result = await run_caller("uac_pstn_caller.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    assert (await asyncio.wait_for((await inbox.next()).wait_ended(), 5)).cause == "bye"
