@@ -8,6 +8,7 @@ seconds here), not event arrival times, so a slow bus does not distort them.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -61,6 +62,7 @@ PROMPTS = Counter(
     "zhida_prompts_total", "Prompts played, by attempt (1, 2 = re-prompt).", ["tenant", "attempt"]
 )
 
+ENDED_MEMORY = 10_000
 OUTCOMES = ("connected", "abandoned", "fallback", "no_agent", "failed")
 
 
@@ -70,6 +72,8 @@ class CallMetrics:
     def __init__(self) -> None:
         # call id -> tenant, so that a repeated or stray ENDED cannot drive the gauge negative
         self._active: dict[str, str] = {}
+        # Recently ended calls, so that a repeated ENDED is not counted twice (bounded: oldest forgotten).
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._tenants: set[str] = set()
 
     def __call__(self, event: CallEvent) -> None:
@@ -100,6 +104,11 @@ class CallMetrics:
         elif kind is CallEventKind.RINGING:
             _observe_ms(DECISION_TO_RINGING, tenant, data.get("decision_to_ringing_ms"))
         elif kind is CallEventKind.ENDED:
+            if event.call_id in self._ended:
+                return
+            self._ended[event.call_id] = None
+            if len(self._ended) > ENDED_MEMORY:
+                self._ended.popitem(last=False)
             CALLS_ENDED.labels(tenant, _text(data.get("outcome")) or "failed").inc()
             duration = data.get("duration_s")
             if isinstance(duration, int | float) and duration >= 0:

@@ -1,0 +1,96 @@
+"""The call-record store under trouble: a full database and a recorder that falls behind cost records, never
+calls."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from crmkit import scripted_call
+from prometheus_client import REGISTRY
+from sqlalchemy import event, text
+from zhida.events import CallEvent, CallEventKind, EventBus
+from zhida.store import CallRecorder, CallStore, open_engine
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def dropped(reason: str) -> float:
+    return REGISTRY.get_sample_value("zhida_call_record_events_dropped_total", {"reason": reason}) or 0.0
+
+
+def test_full_database_loses_records_not_calls(tmp_path, caplog):
+    engine = open_engine(f"sqlite:///{tmp_path}/full.db")
+    with engine.connect() as db:
+        pages = db.execute(text("PRAGMA page_count")).scalar()
+    limit = {"pages": pages + 3}
+
+    @event.listens_for(engine, "connect")
+    def cap(dbapi_connection, _record):
+        # SQLite's own size cap: past it, writes fail with "database or disk is full", as on a full disk.
+        dbapi_connection.execute(f"PRAGMA max_page_count={limit['pages']}")
+
+    engine.dispose()
+    recorder = CallRecorder(engine, batch_size=8).start()
+    seen: list[CallEvent] = []
+    bus = EventBus()
+    bus.add_sink(recorder)
+    bus.add_sink(seen.append)  # the rest of the platform (CRM stream, metrics) keeps getting events
+    dropped0 = dropped("db_error")
+
+    published = 0
+    with caplog.at_level(logging.ERROR, logger="zhida.store.recorder"):
+        for i in range(60):
+            for ev in scripted_call(f"full-{i}", "acme"):
+                # A long transcript fills the capped file quickly.
+                data = (
+                    {**ev.data, "transcript": "空调坏了" * 300} if ev.kind is CallEventKind.FINAL else ev.data
+                )
+                bus.publish(CallEvent(ev.call_id, ev.tenant, ev.kind, data, ev.at))
+                published += 1
+        assert recorder.flush(20)
+    assert len(seen) == published
+    assert dropped("db_error") > dropped0
+    assert "full" in caplog.text
+
+    # Space comes back: the same recorder writes again.
+    limit["pages"] = 1_000_000
+    engine.dispose()
+    for ev in scripted_call("after-full", "acme"):
+        bus.publish(ev)
+    assert recorder.flush(10)
+    record = CallStore(engine).get_call("after-full")
+    assert record is not None and record.outcome == "connected"
+    recorder.close()
+
+
+def test_slow_store_drops_instead_of_blocking(tmp_path):
+    engine = open_engine(f"sqlite:///{tmp_path}/slow.db")
+    recorder = CallRecorder(engine, queue_size=4)  # not started: nothing drains the queue
+    dropped0 = dropped("queue_full")
+    done = threading.Event()
+
+    def publish() -> None:
+        for ev in scripted_call("slow", "acme"):
+            recorder(ev)
+        done.set()
+
+    threading.Thread(target=publish, daemon=True).start()
+    assert done.wait(2)
+    assert dropped("queue_full") == dropped0 + len(scripted_call("slow", "acme")) - 4
+    recorder.start()
+    assert recorder.flush(5)
+    assert CallStore(engine).get_call("slow") is not None
+    recorder.close()
+
+
+def test_events_of_a_call_seen_mid_way_still_make_a_record(tmp_path):
+    engine = open_engine(f"sqlite:///{tmp_path}/mid.db")
+    recorder = CallRecorder(engine).start()
+    for ev in scripted_call("mid", "acme")[4:]:  # from the decision on
+        recorder(ev)
+    assert recorder.flush(5)
+    row = CallStore(engine).get_call("mid")
+    assert row.tenant == "acme" and row.group == "repair" and row.outcome == "connected" and row.caller == ""
+    recorder.close()
