@@ -1,0 +1,210 @@
+"""`zhida route`, `zhida rules learn|check`, `zhida eval`, `zhida serve-routing`.
+
+Tenants are looked up in `--tenants` (default `$ZHIDA_DATA_DIR/tenants`, default `./run/data/tenants`) and
+then in the packaged demo tenant.  Results are JSON on stdout; errors go to stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+def _fail(message: str) -> int:
+    print(f"zhida: {message}", file=sys.stderr)
+    return 2
+
+
+def _store(args: argparse.Namespace, tenant: str) -> Any:
+    from zhida.routing.config import ConfigError
+    from zhida.routing.store import TenantStore, default_tenants_dir, packaged_demo_dir
+
+    store = TenantStore(args.tenants or default_tenants_dir(), extra_dirs=[packaged_demo_dir()])
+    try:
+        store.reload(tenant)
+    except ConfigError as exc:
+        raise SystemExit(_fail(str(exc))) from None
+    except KeyError:
+        where = args.tenants or default_tenants_dir()
+        raise SystemExit(_fail(f"unknown tenant {tenant!r}: no {tenant}.yaml in {where}")) from None
+    except ValueError as exc:
+        raise SystemExit(_fail(str(exc))) from None
+    return store
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    store = _store(args, args.tenant)
+    at = datetime.fromisoformat(args.at) if args.at else None
+    if at is not None and at.tzinfo is None:
+        return _fail("--at needs a time zone, e.g. 2026-01-05T10:00:00+08:00")
+    decision, words = store.route(args.tenant, args.text, attempt=args.attempt, at=at)
+    out = decision.to_dict()
+    out["words"] = [{"text": w.text, "tag": w.tag} for w in words]
+    out["rules_version"] = store.get(args.tenant).config.version
+    _print(out)
+    return 0
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    from zhida.routing.config import ConfigError, load_config_file
+
+    status = 0
+    for path in args.files:
+        try:
+            cfg = load_config_file(path)
+        except ConfigError as exc:
+            print(f"{exc}", file=sys.stderr)
+            status = 1
+            continue
+        _print(
+            {
+                "file": str(path),
+                "ok": True,
+                "tenant": cfg.tenant,
+                "version": cfg.version,
+                "routes": {n: r.group for n, r in cfg.routes.items()},
+            }
+        )
+    return status
+
+
+def cmd_rules_learn(args: argparse.Namespace) -> int:
+    from zhida.routing.config import ConfigError, check_tenant_name, load_config_file
+    from zhida.routing.dataset import DatasetError, read_tsv
+    from zhida.routing.learn import learn
+    from zhida.routing.store import default_tenants_dir
+    from zhida.understanding import get_analyzer
+
+    try:
+        check_tenant_name(args.tenant)
+        examples = read_tsv(args.file)
+    except (ValueError, DatasetError) as exc:
+        return _fail(str(exc))
+    out_dir = Path(args.tenants or default_tenants_dir())
+    out = out_dir / f"{args.tenant}.yaml"
+    base = None
+    if out.exists():
+        try:
+            base = load_config_file(out, expect_tenant=args.tenant)
+        except ConfigError as exc:
+            return _fail(f"the existing tenant file is broken, fix or remove it first: {exc}")
+    text, report = learn(
+        examples,
+        args.tenant,
+        get_analyzer(),
+        base=base,
+        c_grid=[float(c) for c in args.c.split(",")],
+        folds=args.folds,
+        max_wrong=args.max_wrong,
+        prune=args.prune,
+        source_name=Path(args.file).name,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".yaml.tmp")
+    tmp.write_text(text, "utf-8")
+    tmp.replace(out)
+    _print({"file": str(out), **report.to_dict()})
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from zhida.routing.dataset import DatasetError, read_tsv
+    from zhida.routing.evaluate import evaluate
+
+    if not 0 <= args.noise_cer <= 1:
+        return _fail("--noise-cer must be within 0..1")
+    try:
+        examples = read_tsv(args.file)
+    except DatasetError as exc:
+        return _fail(str(exc))
+    store = _store(args, args.tenant)
+    _print(evaluate(store.get(args.tenant), store.analyzer, examples, args.noise_cer, args.seed))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from zhida.routing.server import install_sighup, serve
+
+    server = serve(args.listen, args.tenants, include_demo=not args.no_demo)
+    install_sighup(server.store)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    print(
+        json.dumps(
+            {
+                "listening": args.listen.rsplit(":", 1)[0] + f":{server.port}",
+                "tenants": server.store.tenants(),
+            }
+        ),
+        flush=True,
+    )
+    done.wait()
+    server.stop(grace=2.0)
+    return 0
+
+
+def _tenants_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tenants", help="tenants directory (default $ZHIDA_DATA_DIR/tenants, ./run/data/tenants)"
+    )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("route", help="route one sentence, print the decision as JSON")
+    p.add_argument("--tenant", required=True)
+    _tenants_arg(p)
+    p.add_argument(
+        "--attempt",
+        type=int,
+        default=2,
+        help="1 = first sentence (unsure → re-prompt); 2 = after the re-prompt (unsure → fallback)",
+    )
+    p.add_argument("--at", help="the call's time, ISO 8601 with zone (business hours); default now")
+    p.add_argument("text")
+    p.set_defaults(func=cmd_route)
+
+    rules = sub.add_parser("rules", help="check or learn tenant routing rules")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    c = rsub.add_parser("check", help="validate routing config files (file:line: reason on error)")
+    c.add_argument("files", nargs="+")
+    c.set_defaults(func=cmd_rules_check)
+    learn = rsub.add_parser("learn", help="learn term weights from a labelled TSV into the tenant's YAML")
+    learn.add_argument("--tenant", required=True)
+    _tenants_arg(learn)
+    learn.add_argument("--c", default="3,10,30", help="inverse regularisation strengths to cross-validate")
+    learn.add_argument("--folds", type=int, default=5)
+    learn.add_argument(
+        "--max-wrong",
+        type=float,
+        default=0.05,
+        help="target wrong-group rate that sets the confidence threshold (cross-validated)",
+    )
+    learn.add_argument("--prune", type=float, default=0.02, help="drop learned weights smaller than this")
+    learn.add_argument("file", help="TSV with `text` and `group` (or UnionPay `subject`), optional `faq_id`")
+    learn.set_defaults(func=cmd_rules_learn)
+
+    e = sub.add_parser("eval", help="evaluate a tenant's rules on a labelled TSV (JSON metrics)")
+    e.add_argument("--tenant", required=True)
+    _tenants_arg(e)
+    e.add_argument("--noise-cer", type=float, default=0.0, help="inject recognition-like errors at this CER")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("file")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("serve-routing", help="serve UnderstandingService + RoutingService over gRPC")
+    s.add_argument("--listen", default="127.0.0.1:50053", help="HOST:PORT (port 0 picks a free one)")
+    _tenants_arg(s)
+    s.add_argument("--no-demo", action="store_true", help="do not serve the packaged demo tenant")
+    s.set_defaults(func=cmd_serve)

@@ -1,0 +1,207 @@
+"""The weighted rule engine: score(route) = bias + Σ weights of the route's terms found in the sentence.
+
+Confidence is the softmax of the route scores, so a sentence with no evidence is spread evenly over the
+routes (low confidence) and each matched term moves probability towards its routes; for learned weights it is
+exactly the fitted log-linear model's probability.  The explanation lists every term that contributed to the
+chosen route and its weight.  Below the tenant's threshold the fallback ladder applies: re-prompt while
+`attempt <= fallback.reprompts`, then the operator group or the DTMF menu.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from zhida.routing.config import RouteConfig, TenantConfig
+from zhida.routing.features import PHRASE, TAG, WORD, occurrences
+from zhida.understanding.analyzer import Word
+
+ROUTE, REPROMPT, FALLBACK, AFTER_HOURS = "route", "reprompt", "fallback", "after_hours"
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    term: str  # as written in the config: 维修, tag:ORG, bias
+    route: str
+    weight: float
+    kind: str  # word, phrase, tag, synonym:<variant>, negated:<kind>, bias; "learned " prefix when learned
+
+
+@dataclass
+class Decision:
+    kind: str  # route | reprompt | fallback | after_hours
+    route: str  # best route (also on reprompt/fallback, for the record)
+    group: str  # where to send the call now; empty on reprompt
+    score: float
+    confidence: float
+    explanation: list[Contribution] = field(default_factory=list)
+    announcement: str = ""
+    runner_up_route: str = ""
+    runner_up_confidence: float = 0.0
+    dtmf_menu: list[tuple[str, str, str]] = field(default_factory=list)  # (digit, route, group)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly form (the CLI's output)."""
+        return {
+            "decision": self.kind,
+            "route": self.route,
+            "group": self.group,
+            "score": round(self.score, 4),
+            "confidence": round(self.confidence, 4),
+            "explanation": [
+                {"term": c.term, "weight": round(c.weight, 4), "kind": c.kind} for c in self.explanation
+            ],
+            "announcement": self.announcement,
+            "runner_up": {"route": self.runner_up_route, "confidence": round(self.runner_up_confidence, 4)},
+            **(
+                {"dtmf_menu": [{"digit": d, "route": r, "group": g} for d, r, g in self.dtmf_menu]}
+                if self.dtmf_menu
+                else {}
+            ),
+            **({"reason": self.reason} if self.reason else {}),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    route: int
+    weight: float
+    label: str  # the term as the operator wrote it, e.g. "维修" or "tag:ORG"
+    kind: str
+
+
+def _merged(hand: dict[str, float], learned: dict[str, float]) -> dict[str, tuple[float, bool]]:
+    """Learned weights overlaid by the hand-written ones: a hand rule replaces the learned weight."""
+    out = {t: (w, True) for t, w in learned.items()}
+    out.update({t: (w, False) for t, w in hand.items()})
+    return out
+
+
+class Engine:
+    """One tenant's compiled rules; immutable, safe to share between threads."""
+
+    def __init__(self, config: TenantConfig) -> None:
+        self.config = config
+        self.routes: list[RouteConfig] = list(config.routes.values())
+        self.bias = [r.bias + r.learned_bias for r in self.routes]
+        self._table: dict[tuple[str, str], list[_Entry]] = {}
+        self.max_phrase = 1
+        variants_of = config.synonyms
+        for i, r in enumerate(self.routes):
+            for kind, hand, learned, label_of in (
+                (WORD, r.words, r.learned_words, lambda t: t),
+                (PHRASE, r.phrases, r.learned_phrases, lambda t: t),
+                (TAG, r.tags, r.learned_tags, lambda t: f"tag:{t}"),
+            ):
+                name = {WORD: "word", PHRASE: "phrase", TAG: "tag"}[kind]
+                for term, (weight, is_learned) in _merged(hand, learned).items():
+                    prefix = "learned " if is_learned else ""
+                    self._add(kind, term, _Entry(i, weight, label_of(term), prefix + name))
+                    if kind != TAG:
+                        # A synonym matches anywhere in the sentence: recognisers and LAC rarely agree on
+                        # the word boundaries of colloquial variants.
+                        for v in variants_of.get(term, ()):
+                            self._add(PHRASE, v, _Entry(i, weight, label_of(term), f"{prefix}synonym:{v}"))
+        self._neg_cues = tuple(c.lower() for c in config.negation.cues)
+
+    def _add(self, kind: str, text: str, entry: _Entry) -> None:
+        text = text if kind == TAG else text.lower()
+        self._table.setdefault((kind, text), []).append(entry)
+        if kind == PHRASE:
+            self.max_phrase = max(self.max_phrase, len(text))
+
+    def score(self, text: str, words: Sequence[Word]) -> tuple[list[float], list[list[Contribution]]]:
+        """Score of every route and the contributions behind it."""
+        scores = list(self.bias)
+        contribs: list[list[Contribution]] = [[] for _ in self.routes]
+        seen: set[tuple[int, str]] = set()
+        reverse = self.config.negation.effect == "reverse"
+        for occ in occurrences(text, words, self.max_phrase, self._neg_cues, self.config.negation.window):
+            entries = self._table.get((occ.kind, occ.text))
+            if not entries:
+                continue
+            for e in entries:
+                key = (e.route, e.label)
+                if key in seen:  # a term counts once, whether found as itself or as a synonym
+                    continue
+                seen.add(key)
+                weight, kind = e.weight, e.kind
+                if occ.negated:
+                    weight, kind = (-weight if reverse else 0.0), f"negated:{kind}"
+                scores[e.route] += weight
+                contribs[e.route].append(Contribution(e.label, self.routes[e.route].name, weight, kind))
+        return scores, contribs
+
+    def _is_open(self, route: RouteConfig, at: datetime | None) -> bool:
+        if not route.hours:
+            return True
+        now = (at or datetime.now(tz=ZoneInfo(self.config.timezone))).astimezone(
+            ZoneInfo(self.config.timezone)
+        )
+        t, day = now.time(), now.weekday()
+        return any(s.day == day and s.start <= t < s.end for s in route.hours)
+
+    def decide(
+        self, text: str, words: Sequence[Word], attempt: int = 1, at: datetime | None = None
+    ) -> Decision:
+        """The routing decision for one (partial or final) sentence."""
+        cfg = self.config
+        scores, contribs = self.score(text, words)
+        top = max(scores)
+        exps = [math.exp(s - top) for s in scores]
+        total = sum(exps)
+        probs = [e / total for e in exps]
+        order = sorted(range(len(scores)), key=lambda i: -probs[i])
+        best = order[0]
+        route = self.routes[best]
+        explanation = sorted(contribs[best], key=lambda c: -abs(c.weight))
+        if self.bias[best]:
+            explanation.append(Contribution("bias", route.name, self.bias[best], "bias"))
+        runner = order[1] if len(order) > 1 else None
+        d = Decision(
+            kind=ROUTE,
+            route=route.name,
+            group=route.group,
+            score=scores[best],
+            confidence=probs[best],
+            explanation=explanation,
+            announcement=route.announcement,
+            runner_up_route=self.routes[runner].name if runner is not None else "",
+            runner_up_confidence=probs[runner] if runner is not None else 0.0,
+        )
+        n_chars = sum(1 for c in text if not c.isspace())
+        if n_chars < cfg.min_chars or d.confidence < cfg.threshold:
+            d.reason = (
+                f"only {n_chars} characters (min_chars {cfg.min_chars})"
+                if n_chars < cfg.min_chars
+                else f"confidence {d.confidence:.2f} below threshold {cfg.threshold:.2f}"
+            )
+            d.announcement = ""
+            if attempt <= cfg.fallback.reprompts:
+                d.kind, d.group, d.announcement = REPROMPT, "", cfg.fallback.reprompt_announcement
+            else:
+                d.kind, d.group, d.announcement = FALLBACK, cfg.fallback.group, cfg.fallback.announcement
+                if cfg.fallback.then == "dtmf":
+                    d.dtmf_menu = [
+                        (digit, r, cfg.routes[r].group) for digit, r in sorted(cfg.fallback.dtmf_menu.items())
+                    ]
+            return d
+        if not self._is_open(route, at):
+            d.kind = AFTER_HOURS
+            target = route.after_hours
+            d.group = target.group if target else cfg.fallback.group
+            d.announcement = target.announcement if target else cfg.fallback.announcement
+            d.reason = f"route {route.name!r} is closed now"
+        return d
+
+    def decide_many_probs(self, text: str, words: Sequence[Word]) -> dict[str, float]:
+        """Probability of each route (for evaluation and tuning)."""
+        scores, _ = self.score(text, words)
+        top = max(scores)
+        exps = [math.exp(s - top) for s in scores]
+        total = sum(exps)
+        return {r.name: e / total for r, e in zip(self.routes, exps, strict=True)}

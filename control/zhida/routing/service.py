@@ -1,0 +1,160 @@
+"""gRPC servicers: UnderstandingService (LAC words) and RoutingService (decisions, rule reloads).
+
+Thin handlers: check the request, call the `TenantStore`, turn results and errors into messages and status
+codes.  Bad input is INVALID_ARGUMENT, an unknown tenant NOT_FOUND, each with a message that names the field;
+nothing a client sends can take the server down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC
+
+import grpc
+from zhida.routing.config import ConfigError
+from zhida.routing.engine import AFTER_HOURS, FALLBACK, REPROMPT, ROUTE, Decision
+from zhida.routing.store import TenantStore, UnknownTenant
+from zhida.understanding.analyzer import Word
+from zhida.v1 import routing_pb2 as pb
+from zhida.v1 import routing_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 2000  # one caller sentence; anything longer is not speech
+MAX_BATCH = 1000
+_KIND = {
+    ROUTE: pb.DECISION_KIND_ROUTE,
+    REPROMPT: pb.DECISION_KIND_REPROMPT,
+    FALLBACK: pb.DECISION_KIND_FALLBACK,
+    AFTER_HOURS: pb.DECISION_KIND_AFTER_HOURS,
+}
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _check_tenant(tenant: str) -> None:
+    if not tenant:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant: required")
+
+
+def _check_text(text: str, field: str = "text") -> None:
+    if len(text) > MAX_TEXT_CHARS:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: longer than {MAX_TEXT_CHARS} characters")
+
+
+def _words_pb(words: Sequence[Word]) -> list[pb.Word]:
+    return [pb.Word(text=w.text, tag=w.tag, start=w.start) for w in words]
+
+
+def decision_pb(d: Decision) -> pb.Decision:
+    return pb.Decision(
+        kind=_KIND[d.kind],
+        route=d.route,
+        group=d.group,
+        score=d.score,
+        confidence=d.confidence,
+        explanation=[
+            pb.Contribution(term=c.term, route=c.route, weight=c.weight, kind=c.kind) for c in d.explanation
+        ],
+        announcement=d.announcement,
+        runner_up_route=d.runner_up_route,
+        runner_up_confidence=d.runner_up_confidence,
+        dtmf_menu=[pb.DtmfChoice(digit=k, route=r, group=g) for k, r, g in d.dtmf_menu],
+        reason=d.reason,
+    )
+
+
+def _run(context: grpc.ServicerContext, fn, *args):  # type: ignore[no-untyped-def]
+    """Call fn, mapping our errors to status codes; unexpected errors become INTERNAL, logged."""
+    try:
+        return fn(*args)
+    except _Abort as exc:
+        context.abort(exc.code, exc.message)
+    except UnknownTenant as exc:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"tenant: {exc}")
+    except ConfigError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"config_yaml: {exc}")
+    except ValueError as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    except Exception:
+        log.exception("routing request failed")
+        context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the routing server)")
+
+
+class UnderstandingServicer(pb_grpc.UnderstandingServiceServicer):
+    def __init__(self, store: TenantStore) -> None:
+        self.store = store
+
+    def Analyze(self, request: pb.AnalyzeRequest, context: grpc.ServicerContext) -> pb.AnalyzeResponse:
+        def go() -> pb.AnalyzeResponse:
+            _check_tenant(request.tenant)
+            _check_text(request.text)
+            return pb.AnalyzeResponse(words=_words_pb(self.store.analyze(request.tenant, [request.text])[0]))
+
+        return _run(context, go)
+
+    def BatchAnalyze(
+        self, request: pb.BatchAnalyzeRequest, context: grpc.ServicerContext
+    ) -> pb.BatchAnalyzeResponse:
+        def go() -> pb.BatchAnalyzeResponse:
+            _check_tenant(request.tenant)
+            if len(request.texts) > MAX_BATCH:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"texts: more than {MAX_BATCH}")
+            for i, t in enumerate(request.texts):
+                _check_text(t, f"texts[{i}]")
+            results = self.store.analyze(request.tenant, list(request.texts))
+            return pb.BatchAnalyzeResponse(results=[pb.AnalyzeResponse(words=_words_pb(w)) for w in results])
+
+        return _run(context, go)
+
+
+class RoutingServicer(pb_grpc.RoutingServiceServicer):
+    def __init__(self, store: TenantStore) -> None:
+        self.store = store
+
+    def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext) -> pb.RouteResponse:
+        def go() -> pb.RouteResponse:
+            _check_tenant(request.tenant)
+            _check_text(request.text)
+            words: list[Word] | None = None
+            text = request.text
+            if request.words:
+                words, pos = [], 0
+                for i, w in enumerate(request.words):
+                    if not w.text:
+                        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"words[{i}].text: empty")
+                    words.append(Word(w.text, w.tag, pos))
+                    pos += len(w.text)
+                joined = "".join(w.text for w in words)
+                if text and text != joined:
+                    raise _Abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, "words: their texts do not spell `text` (send one)"
+                    )
+                text = joined
+                _check_text(text, "words")
+            at = request.at.ToDatetime(tzinfo=UTC) if request.HasField("at") else None
+            decision, used = self.store.route(
+                request.tenant, text, words, attempt=request.attempt or 1, at=at
+            )
+            version = self.store.get(request.tenant).config.version
+            return pb.RouteResponse(
+                decision=decision_pb(decision), words=_words_pb(used), rules_version=version
+            )
+
+        return _run(context, go)
+
+    def ReloadRules(
+        self, request: pb.ReloadRulesRequest, context: grpc.ServicerContext
+    ) -> pb.ReloadRulesResponse:
+        def go() -> pb.ReloadRulesResponse:
+            _check_tenant(request.tenant)
+            config = self.store.reload(request.tenant, request.config_yaml or None)
+            return pb.ReloadRulesResponse(version=config.version)
+
+        return _run(context, go)

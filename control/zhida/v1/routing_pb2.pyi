@@ -1,0 +1,150 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECISION_KIND_UNSPECIFIED: _ClassVar[DecisionKind]
+    DECISION_KIND_ROUTE: _ClassVar[DecisionKind]
+    DECISION_KIND_REPROMPT: _ClassVar[DecisionKind]
+    DECISION_KIND_FALLBACK: _ClassVar[DecisionKind]
+    DECISION_KIND_AFTER_HOURS: _ClassVar[DecisionKind]
+DECISION_KIND_UNSPECIFIED: DecisionKind
+DECISION_KIND_ROUTE: DecisionKind
+DECISION_KIND_REPROMPT: DecisionKind
+DECISION_KIND_FALLBACK: DecisionKind
+DECISION_KIND_AFTER_HOURS: DecisionKind
+
+class Word(_message.Message):
+    __slots__ = ("text", "tag", "start")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    tag: str
+    start: int
+    def __init__(self, text: _Optional[str] = ..., tag: _Optional[str] = ..., start: _Optional[int] = ...) -> None: ...
+
+class AnalyzeRequest(_message.Message):
+    __slots__ = ("tenant", "text")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    text: str
+    def __init__(self, tenant: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class AnalyzeResponse(_message.Message):
+    __slots__ = ("words",)
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    words: _containers.RepeatedCompositeFieldContainer[Word]
+    def __init__(self, words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ...) -> None: ...
+
+class BatchAnalyzeRequest(_message.Message):
+    __slots__ = ("tenant", "texts")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchAnalyzeResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AnalyzeResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[AnalyzeResponse, _Mapping]]] = ...) -> None: ...
+
+class RouteRequest(_message.Message):
+    __slots__ = ("tenant", "text", "words", "attempt", "at", "call_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    text: str
+    words: _containers.RepeatedCompositeFieldContainer[Word]
+    attempt: int
+    at: _timestamp_pb2.Timestamp
+    call_id: str
+    def __init__(self, tenant: _Optional[str] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., attempt: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_id: _Optional[str] = ...) -> None: ...
+
+class Contribution(_message.Message):
+    __slots__ = ("term", "route", "weight", "kind")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    term: str
+    route: str
+    weight: float
+    kind: str
+    def __init__(self, term: _Optional[str] = ..., route: _Optional[str] = ..., weight: _Optional[float] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("kind", "route", "group", "score", "confidence", "explanation", "announcement", "runner_up_route", "runner_up_confidence", "dtmf_menu", "reason")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCEMENT_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_ROUTE_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    DTMF_MENU_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    kind: DecisionKind
+    route: str
+    group: str
+    score: float
+    confidence: float
+    explanation: _containers.RepeatedCompositeFieldContainer[Contribution]
+    announcement: str
+    runner_up_route: str
+    runner_up_confidence: float
+    dtmf_menu: _containers.RepeatedCompositeFieldContainer[DtmfChoice]
+    reason: str
+    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., route: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., announcement: _Optional[str] = ..., runner_up_route: _Optional[str] = ..., runner_up_confidence: _Optional[float] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DtmfChoice(_message.Message):
+    __slots__ = ("digit", "route", "group")
+    DIGIT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    digit: str
+    route: str
+    group: str
+    def __init__(self, digit: _Optional[str] = ..., route: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
+
+class RouteResponse(_message.Message):
+    __slots__ = ("decision", "words", "rules_version")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    WORDS_FIELD_NUMBER: _ClassVar[int]
+    RULES_VERSION_FIELD_NUMBER: _ClassVar[int]
+    decision: Decision
+    words: _containers.RepeatedCompositeFieldContainer[Word]
+    rules_version: str
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., rules_version: _Optional[str] = ...) -> None: ...
+
+class ReloadRulesRequest(_message.Message):
+    __slots__ = ("tenant", "config_yaml")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_YAML_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    config_yaml: str
+    def __init__(self, tenant: _Optional[str] = ..., config_yaml: _Optional[str] = ...) -> None: ...
+
+class ReloadRulesResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
