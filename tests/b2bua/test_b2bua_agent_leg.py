@@ -129,3 +129,19 @@ async def test_bad_arguments_are_refused_before_anything_is_sent(stack: SipStack
     with pytest.raises(ValueError):
         await stack.place_call(AGENT_URI, via=("127.0.0.1", 5060), sdp=OUR_SDP, from_uri=FROM_URI,
                                headers={"X-Bad": "a\r\nInjected: 1"})
+
+
+async def test_ring_timeout_cancels_and_fails_with_408(stack: SipStack, tmp_path):
+    agent = await start_agent("uas_ring_cancel.xml", tmp_path)
+    try:
+        call = await place(stack, agent, ring_timeout=0.5)
+        assert (await asyncio.wait_for(call.wait_ringing(), 5)).code == 180
+        with pytest.raises(CallFailed) as failed:
+            await asyncio.wait_for(call.wait_answered(), 5)
+        assert failed.value.code == 408
+        ended = await call.wait_ended()
+        assert (ended.by, ended.cause) == ("local", "timeout")
+        result = await agent.wait()
+        assert result.rc == 0, result.explain()
+    finally:
+        agent.kill()

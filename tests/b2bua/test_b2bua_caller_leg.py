@@ -96,3 +96,23 @@ async def test_garbage_datagrams_do_not_stop_the_stack(stack: SipStack, inbox: I
     result = await run_caller("uac_pstn_caller.xml", tmp_path, stack.port)
     assert result.rc == 0, result.explain()
     assert (await asyncio.wait_for((await inbox.next()).wait_ended(), 5)).cause == "bye"
+
+
+async def test_closing_the_stack_hangs_up_live_calls(stack: SipStack, inbox: Inbox, tmp_path):
+    from sippkit import Sipp
+
+    inbox.behaviour = answer
+    caller = await Sipp("uac_waits_for_bye.xml", tmp_path, remote=("127.0.0.1", stack.port)).start()
+    try:
+        call = await inbox.next()
+        for _ in range(100):
+            if call.state == "answered":
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # let the ACK arrive
+        await stack.close()
+        assert (call.ended.by, call.ended.cause) == ("local", "hangup")
+        result = await caller.wait()
+        assert result.rc == 0, result.explain()
+    finally:
+        caller.kill()

@@ -177,6 +177,13 @@ def _glue() -> dict[str, Any]:
 
         # -- requests from the far end ---------------------------------------------------------------
         def recvRequest(self, req: Any, sip_t: Any) -> Any:
+            try:
+                return self._zrecv_request(req, sip_t)
+            except Exception:
+                log.exception("%s: error handling an in-dialog %s; answering 500", self.cId, req.getMethod())
+                return (req.genResponse(500, "Server Internal Error", server=self.local_ua), None, None)
+
+        def _zrecv_request(self, req: Any, sip_t: Any) -> Any:
             method = req.getMethod()
             in_dialog = self.state is not None and self.state.connected
             if in_dialog and method in ("INVITE", "UPDATE"):
@@ -276,6 +283,12 @@ def _glue() -> dict[str, Any]:
 
     def event_cb(event: Any, ua: Any) -> None:
         """sippy → asyncio: everything sippy tells a UA's owner, as plain data, posted to the loop."""
+        try:
+            translate(event, ua)
+        except Exception:
+            log.exception("%s: cannot translate sippy event %s", ua.cId, event)
+
+    def translate(event: Any, ua: Any) -> None:
         leg: _Leg | None = getattr(ua, "zleg", None)
         if leg is None:
             return
@@ -560,8 +573,13 @@ class OutgoingCall(_Leg):
                 fut.set_exception(CallFailed(code, reason))
 
     def _on_remote_end(self, reason: str | None) -> None:
-        self._fail(487, "Request Terminated")
         self._finish(Ended("remote", "bye", None, reason))
+
+    def _finish(self, ended: Ended) -> None:
+        if ended.cause == "timeout" and self.state in ("calling", "ringing"):
+            self._fail(408, "Request Timeout")
+        self._fail(487, "Request Terminated")  # whatever ends an unanswered call, nobody will answer it
+        super()._finish(ended)
 
     async def hangup(self) -> None:
         """CANCEL while ringing (sippy waits for a provisional response first), BYE once answered."""
@@ -569,7 +587,6 @@ class OutgoingCall(_Leg):
             return
         was_answered = self.state == "answered"
         await self._stack._reactor.run(_in_reactor_disconnect, self._ua)
-        self._fail(487, "Request Terminated")
         self._finish(Ended("local", "hangup" if was_answered else "cancel"))
 
 
@@ -809,13 +826,17 @@ class SipStack:
     # -- outgoing ------------------------------------------------------------------------------------------
     async def place_call(self, target_uri: str, via: tuple[str, int], sdp: str, from_uri: str,
                          headers: HeaderList | None = None, *, call_id: str | None = None,
-                         display_name: str | None = None,
+                         display_name: str | None = None, ring_timeout: float | None = None,
                          on_reinvite: ReinviteHandler | None = None) -> OutgoingCall:
         """Send an INVITE for ``target_uri`` (the Request-URI) to the next hop ``via`` (host, port).
 
         ``from_uri`` becomes the From (our tag added), ``headers`` are added to the INVITE, the Contact
-        is this stack's address. Returns once the INVITE is handed to the transaction layer.
+        is this stack's address. ``ring_timeout``: seconds without a 200 OK after which the call is
+        cancelled and fails with 408 (Kamailio's own fr_inv_timer usually decides first). Returns once
+        the INVITE is handed to the transaction layer.
         """
+        if ring_timeout is not None and ring_timeout <= 0:
+            raise ValueError("ring_timeout must be positive")
         if not self.started:
             raise LegError("the SIP stack is not started")
         if not sdp or not sdp.strip():
@@ -832,7 +853,7 @@ class SipStack:
         try:
             call.call_id, call.from_tag = await self._reactor.run(
                 self._in_reactor_place, call, target_uri, (host, int(port)), sdp, from_uri, pairs,
-                call_id, display_name,
+                call_id, display_name, ring_timeout,
             )
         except Exception:
             self._forget(call)
@@ -842,12 +863,12 @@ class SipStack:
 
     def _in_reactor_place(self, call: OutgoingCall, target_uri: str, via: tuple[str, int], sdp: str,
                           from_uri: str, pairs: list[tuple[str, str]], call_id: str | None,
-                          display_name: str | None) -> tuple[str, str]:
+                          display_name: str | None, ring_timeout: float | None) -> tuple[str, str]:
         g = _glue()
         SipURL, SipAddress = g["SipURL"], g["SipAddress"]
         ruri = SipURL(url=target_uri)
         furl = SipURL(url=from_uri)
-        ua = g["LegUA"](self._global_config, event_cb=g["event_cb"], nh_address=via)
+        ua = g["LegUA"](self._global_config, event_cb=g["event_cb"], nh_address=via, expire_time=ring_timeout)
         ua.lContact = g["make_contact"](furl.username, self.host, self.port)
         ua.local_ua = None  # no User-Agent header
         ua.zleg = call
