@@ -1,0 +1,77 @@
+"""Which agents can take a call now: registered, not in a call, longest idle first."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentState:
+    registered_until: float = 0.0
+    busy_calls: set[str] = field(default_factory=set)
+    idle_since: float = 0.0
+
+
+class AgentBook:
+    def __init__(self) -> None:
+        self._agents: dict[str, AgentState] = {}
+
+    def _state(self, aor: str) -> AgentState:
+        return self._agents.setdefault(normalise_aor(aor), AgentState())
+
+    def registered(self, aor: str, expires_s: float) -> None:
+        self._state(aor).registered_until = time.time() + expires_s
+
+    def reserve(self, aor: str, call_id: str) -> None:
+        self._state(aor).busy_calls.add(call_id)
+
+    def release(self, aor: str, call_id: str) -> None:
+        state = self._state(aor)
+        if call_id in state.busy_calls:
+            state.busy_calls.discard(call_id)
+            if not state.busy_calls:
+                state.idle_since = time.time()
+
+    def release_call(self, call_id: str) -> None:
+        for aor, state in self._agents.items():
+            if call_id in state.busy_calls:
+                self.release(aor, call_id)
+
+    def is_registered(self, aor: str) -> bool:
+        return self._state(aor).registered_until > time.time()
+
+    def is_free(self, aor: str) -> bool:
+        return not self._state(aor).busy_calls
+
+    def select(self, aors: list[str]) -> list[str]:
+        """Registered and free agents first (longest idle first), then registered busy ones are left out;
+        unregistered ones go last, since Kamailio skips them anyway and a registration may be in flight."""
+        now = time.time()
+        free = [a for a in aors if self._state(a).registered_until > now and not self._state(a).busy_calls]
+        free.sort(key=lambda a: self._state(a).idle_since)
+        unregistered = [a for a in aors if self._state(a).registered_until <= now]
+        return free + unregistered
+
+    def load_usrloc_dump(self, dump: Any) -> int:
+        """Reconciles registrations with Kamailio's `ul.dump` answer."""
+        count = 0
+        for domain in (dump or {}).get("Domains", []):
+            for record in domain.get("Domain", {}).get("AoRs", []):
+                info = record.get("Info", {})
+                aor = info.get("AoR")
+                contacts = info.get("Contacts", [])
+                expires = max((c.get("Contact", {}).get("Expires", 0) for c in contacts), default=0)
+                if aor and isinstance(expires, int | float) and expires > 0:
+                    self.registered(f"sip:{aor}", float(expires))
+                    count += 1
+        return count
+
+
+def normalise_aor(aor: str) -> str:
+    aor = aor.strip().strip("<>")
+    return aor if aor.startswith("sip:") else f"sip:{aor}"

@@ -1,0 +1,74 @@
+"""The stand-in callee: a UDP socket that receives the caller's audio as rtpengine forks it to us.
+
+Each packet's arrival time is kept against the audio position it ends at, so a position reported by the
+recogniser ("last voiced frame at 2.34 s of audio") maps back to the wall-clock moment the caller said it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+
+from zhida.codecs import rtp
+
+log = logging.getLogger(__name__)
+
+AUDIO_PAYLOAD_TYPES = (rtp.PT_PCMU, rtp.PT_PCMA)
+
+
+class AudioFork(asyncio.DatagramProtocol):
+    def __init__(self, queue_size: int = 500) -> None:
+        self.audio: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
+        self.payload_type: int | None = None
+        self.packets = 0
+        self.bad_packets = 0
+        self._transport: asyncio.DatagramTransport | None = None
+        self._ends_ms: list[float] = []
+        self._arrivals: list[float] = []
+        self._position_ms = 0.0
+
+    @classmethod
+    async def open(cls, host: str) -> tuple[AudioFork, int]:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(cls, local_addr=(host, 0))
+        return protocol, transport.get_extra_info("sockname")[1]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            packet = rtp.parse(data)
+        except rtp.RtpError:
+            self.bad_packets += 1
+            return
+        if packet.payload_type not in AUDIO_PAYLOAD_TYPES:
+            return  # telephone-event and comfort noise carry no speech
+        if self.payload_type is None:
+            self.payload_type = packet.payload_type
+        self.packets += 1
+        self._position_ms += len(packet.payload) / 8.0
+        self._ends_ms.append(self._position_ms)
+        self._arrivals.append(time.time())
+        try:
+            self.audio.put_nowait(packet.payload)
+        except asyncio.QueueFull:
+            log.warning("audio queue full: the recogniser is not keeping up, dropping 20 ms")
+
+    def arrival_time(self, position_ms: float) -> float | None:
+        """Wall-clock time at which the audio at `position_ms` (from the first packet) arrived."""
+        if not self._ends_ms:
+            return None
+        index = min(bisect.bisect_left(self._ends_ms, position_ms), len(self._ends_ms) - 1)
+        return self._arrivals[index]
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        try:
+            self.audio.put_nowait(None)
+        except asyncio.QueueFull:
+            pass

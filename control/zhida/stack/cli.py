@@ -1,0 +1,85 @@
+"""`zhida up`, `down`, `call`, `demo` and `serve-controller`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from zhida.stack import config as stack_config
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("up", help="start Kamailio, rtpengine, the speech services and the controller")
+    parser.add_argument("--config", type=Path, help="stack YAML (default: the embedded single-box defaults)")
+    parser.set_defaults(func=_up)
+
+    parser = sub.add_parser("down", help="stop everything `zhida up` started")
+    parser.add_argument("--config", type=Path)
+    parser.set_defaults(func=_down)
+
+    parser = sub.add_parser("call", help="place one call against a running stack and print its JSON line")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--number", required=True, help="the 400 number to dial")
+    parser.add_argument("--wav", type=Path, required=True, help="what the caller says (any WAV; resampled)")
+    parser.add_argument("--expected-group", default="")
+    parser.add_argument("--trunk", default="127.0.0.2", help="source address of the simulated carrier trunk")
+    parser.set_defaults(func=_call)
+
+    parser = sub.add_parser("demo", help="start the stack, register demo agents, place demo calls, stop")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--calls", type=int, default=0, help="how many demo sentences (default: one per group)")
+    parser.set_defaults(func=_demo)
+
+    parser = sub.add_parser("serve-controller", help="run the call controller (started by `zhida up`)")
+    parser.add_argument("--config", type=Path)
+    parser.set_defaults(func=_serve_controller)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from zhida.stack.up import up
+
+    up(stack_config.load(args.config), args.config)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from zhida.stack.up import down
+
+    down(stack_config.load(args.config))
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    from zhida.stack.calls import place_call
+
+    result = place_call(stack_config.load(args.config), number=args.number, wav=args.wav, trunk=args.trunk,
+                        expected_group=args.expected_group)
+    print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 0 if result.get("agent") else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from zhida.stack.demo import run_demo
+
+    return run_demo(stack_config.load(args.config), calls=args.calls)
+
+
+def _serve_controller(args: argparse.Namespace) -> int:
+    from zhida.call.service import serve
+
+    try:
+        asyncio.run(serve(stack_config.load(args.config)))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(0)
