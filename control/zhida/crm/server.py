@@ -192,7 +192,7 @@ async def serve(
     """Runs the standalone API until SIGINT/SIGTERM, then shuts down gracefully."""
     if metrics_port is not None:
         _server, bound = start_metrics_server(metrics_port, metrics_addr)
-        log.info("metrics on http://%s:%d/metrics", metrics_addr, bound)
+        print(f"metrics on port {bound}", flush=True)
     api = await start_api(
         auth=auth,
         db_url=db_url,
