@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import pytest
-from crmkit import Tokens, scripted_call
 from zhida.crm.auth import generate_token
 from zhida.crm.server import RunningApi, start_api
 from zhida.directory import Directory
 from zhida.events import CallEvent, EventBus
+
+from tests.crm.crmkit import Tokens, scripted_call
 
 
 @pytest.fixture

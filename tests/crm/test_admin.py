@@ -6,11 +6,12 @@ import hashlib
 
 import grpc
 import pytest
-from crmkit import bearer
 from sqlalchemy import select
 from zhida.directory import schema
 from zhida.v1 import admin_pb2 as pb
 from zhida.v1 import admin_pb2_grpc
+
+from tests.crm.crmkit import bearer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,9 +8,10 @@ import subprocess
 
 import grpc
 import pytest
-from crmkit import bearer
 from zhida.crm.auth import AuthError, TokenAuth, generate_token, hash_token
 from zhida.v1 import admin_pb2, admin_pb2_grpc, calls_pb2, calls_pb2_grpc
+
+from tests.crm.crmkit import bearer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,12 +7,13 @@ import urllib.request
 
 import grpc
 import pytest
-from crmkit import bearer, scripted_call
 from prometheus_client import REGISTRY
 from zhida.events import CallEvent, CallEventKind, EventBus
 from zhida.metrics import CallMetrics, recognizer, start_metrics_server
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
+
+from tests.crm.crmkit import bearer, scripted_call
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -27,12 +27,13 @@ import grpc
 import pytest
 import yaml
 import zhida
-from crmkit import bearer, scripted_call
 from zhida.events import CallEvent, CallEventKind, EventBus
 from zhida.metrics import CallMetrics, recognizer, start_metrics_server
 from zhida.store import CallRecorder, open_engine
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
+
+from tests.crm.crmkit import bearer, scripted_call
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "ansible/roles/grafana/files/dashboards").glob("*.json"))

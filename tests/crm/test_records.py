@@ -6,10 +6,11 @@ import asyncio
 
 import grpc
 import pytest
-from crmkit import bearer
 from google.protobuf.timestamp_pb2 import Timestamp
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
+
+from tests.crm.crmkit import bearer
 
 pytestmark = pytest.mark.timeout(30)
 

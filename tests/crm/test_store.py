@@ -7,11 +7,12 @@ import logging
 import threading
 
 import pytest
-from crmkit import scripted_call
 from prometheus_client import REGISTRY
 from sqlalchemy import event, text
 from zhida.events import CallEvent, CallEventKind, EventBus
 from zhida.store import CallRecorder, CallStore, open_engine
+
+from tests.crm.crmkit import scripted_call
 
 pytestmark = pytest.mark.timeout(60)
 

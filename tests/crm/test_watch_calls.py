@@ -6,9 +6,10 @@ import asyncio
 
 import grpc
 import pytest
-from crmkit import bearer
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
+
+from tests.crm.crmkit import bearer
 
 pytestmark = pytest.mark.timeout(30)
 
