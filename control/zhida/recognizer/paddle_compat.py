@@ -7,6 +7,7 @@ Two things happen at import time that must stay out of a call-serving process:
   `pip install paddlespeech_ctcdecoders` *inside the process*: ~16 s and a registry call, then fails anyway.
   zhida never uses those decoders (it has its own CTC prefix search), so we register a stub module under the
   decoder package's name before the import; the `try` then succeeds and no pip is run.
+* an import inside paddle sets the root logger's level to WARNING; we put the previous level back.
 * `paddlespeech.s2t.utils.log` adds loguru sinks in a class body: one on stdout with a background thread, and
   a file sink under `exp/log/` relative to the working directory.  We drop sinks added during the import and
   keep loguru quiet below WARNING (only PaddleSpeech logs through loguru here).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import sys
 import types
 from functools import cache
@@ -62,6 +64,7 @@ def load_u2_classes() -> types.SimpleNamespace:
         return handler_id
 
     logger.add = quiet_add  # type: ignore[method-assign]
+    root_level = logging.getLogger().level  # some paddle import resets the root logger's level
     try:
         import paddle
         from paddlespeech.audio.compliance import kaldi
@@ -69,6 +72,7 @@ def load_u2_classes() -> types.SimpleNamespace:
         from paddlespeech.s2t.utils.utility import log_add
     finally:
         logger.add = real_add  # type: ignore[method-assign]
+        logging.getLogger().setLevel(root_level)
         for handler_id in added:
             logger.remove(handler_id)
     with contextlib.suppress(ValueError):

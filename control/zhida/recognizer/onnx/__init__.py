@@ -15,3 +15,14 @@ ENCODER_INT8_FILE = "encoder.int8.onnx"
 META_FILE = "encoder.onnx.json"
 # Bump when the graph's inputs, outputs or meaning change: the backend refuses other versions.
 GRAPH_FORMAT = 1
+
+
+def load_backend(folder: object, *, int8: bool = False, threads: int | None = None) -> object:
+    """The ONNX `ChunkEncoderBackend` of a `ModelFolder` (or path): what `backend: onnx` / `onnx-int8` loads.
+
+    Raises `OnnxModelMissingError` (a `ModelError`) naming `zhida models export-onnx` when the folder has no
+    current export. `threads`: onnxruntime intra-op threads (None: one per core).
+    """
+    from zhida.recognizer.onnx.backend import OnnxChunkEncoder
+
+    return OnnxChunkEncoder.from_folder(folder, int8=int8, threads=threads)  # type: ignore[arg-type]

@@ -1,0 +1,344 @@
+"""The streaming recognition engine: one model, many concurrent streams, batched encoder calls.
+
+    recognizer = Recognizer.load(model_dir)          # ModelError with a clear message if unusable
+    await recognizer.start()                          # starts the batch scheduler task
+    stream = recognizer.open_stream(StreamConfig(...))  # StreamLimitError beyond max_streams
+    stream.feed(payload)                              # any size; G.711 or PCM16, 8 or 16 kHz
+    async for result in stream.results(): ...         # SPEECH_STARTED, partials, one final
+    stream.close()                                    # frees the slot (also on cancel)
+
+Threading: the asyncio side only converts audio (G.711 table look-up, soxr) and runs the endpointer, both
+cheap.  Features, the encoder, the CTC search and rescoring run in one worker thread: the scheduler wakes when
+audio arrives (and at least every `batch_interval_ms`), hands the worker every stream with new audio, and the
+worker batches all streams that have a full chunk into one backend call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from zhida.recognizer.audio import StreamResampler, alaw_decode, mulaw_decode
+from zhida.recognizer.backend import ChunkEncoderBackend, PaddleChunkEncoder
+from zhida.recognizer.decoder import DecodeConfig, StreamDecoder, run_round
+from zhida.recognizer.endpointer import Endpointer, EndpointerConfig, Event
+from zhida.recognizer.modelfolder import ModelFolder
+
+log = logging.getLogger(__name__)
+
+MAX_CHUNK_MS = 1000
+
+
+class Encoding(enum.Enum):
+    LINEAR16 = 1
+    MULAW = 2
+    ALAW = 3
+
+
+class StreamLimitError(Exception):
+    """The engine already serves its maximum number of streams."""
+
+
+class AudioError(ValueError):
+    """Audio that breaks the stream's contract (too long a chunk, an odd number of PCM16 bytes)."""
+
+
+class ResultKind(enum.Enum):
+    SPEECH_STARTED = 1
+    PARTIAL = 2
+    FINAL = 3
+
+
+@dataclass(frozen=True)
+class Result:
+    kind: ResultKind
+    text: str = ""
+    confidence: float = 0.0
+    # Why the utterance ended (finals only): an endpointer event or END_OF_AUDIO.
+    reason: str = ""
+    audio_offset_ms: int = 0
+    last_voiced_ms: int = 0
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    encoding: Encoding = Encoding.LINEAR16
+    sample_rate: int = 16000
+    interim_results: bool = True
+    endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
+    hot_words: tuple[str, ...] = ()
+    call_id: str = ""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_streams: int = 64
+    max_batch: int = 32
+    batch_interval_ms: float = 5.0
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
+
+
+class RecognitionStream:
+    """One utterance of one call.  Created by `Recognizer.open_stream`; use from the event loop only."""
+
+    def __init__(self, engine: Recognizer, config: StreamConfig, decoder: StreamDecoder) -> None:
+        if config.sample_rate not in (8000, 16000):
+            raise AudioError(f"sample rate {config.sample_rate} Hz is not supported (8000 or 16000)")
+        self.engine = engine
+        self.config = config
+        self.decoder = decoder
+        self.endpointer = Endpointer(config.endpointer)
+        self._resampler = StreamResampler(config.sample_rate)
+        self._bytes_per_sample = 2 if config.encoding is Encoding.LINEAR16 else 1
+        self._pending: list[np.ndarray] = []  # 16 kHz audio for the worker
+        self._results: asyncio.Queue[Result | None] = asyncio.Queue()
+        self._partial_text: str | None = None
+        self.end_reason = ""
+        self.end_at_ms = 0
+        self.closed = False
+        self.final_sent = False
+        self.opened = time.monotonic()
+        self.first_partial_at: float | None = None
+
+    # -- input --------------------------------------------------------------------------------------------
+
+    def feed(self, payload: bytes) -> None:
+        """Accept one audio chunk (any length from one sample frame to 1 s; empty ones are ignored)."""
+        if self.closed or self.end_reason:
+            return  # audio after the end of the utterance is not needed
+        if not payload:
+            return
+        if len(payload) % self._bytes_per_sample:
+            raise AudioError("LINEAR16 audio must have an even number of bytes")
+        samples_in = len(payload) // self._bytes_per_sample
+        if samples_in * 1000 > MAX_CHUNK_MS * self.config.sample_rate:
+            raise AudioError(f"audio chunk of {samples_in} samples is longer than {MAX_CHUNK_MS} ms")
+        if self.config.encoding is Encoding.MULAW:
+            pcm = mulaw_decode(payload)
+        elif self.config.encoding is Encoding.ALAW:
+            pcm = alaw_decode(payload)
+        else:
+            pcm = np.frombuffer(payload, dtype="<i2")
+        audio = self._resampler.process(pcm)
+        self._accept16k(audio)
+
+    def _accept16k(self, audio: np.ndarray) -> None:
+        if audio.size:
+            self._pending.append(audio)
+        for ev in self.endpointer.accept(audio):
+            if ev.event is Event.SPEECH_STARTED:
+                self._results.put_nowait(
+                    Result(
+                        ResultKind.SPEECH_STARTED, audio_offset_ms=ev.at_ms, last_voiced_ms=ev.last_voiced_ms
+                    )
+                )
+            else:
+                self._finish(ev.event.name, ev.at_ms)
+        self.engine._wake()
+
+    def end_of_audio(self) -> None:
+        """The client half-closed: flush what was heard into a final result."""
+        if self.end_reason or self.closed:
+            return
+        tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
+        if tail.size:
+            self._pending.append(tail)
+        self._finish("END_OF_AUDIO", self.endpointer.audio_ms)
+        self.engine._wake()
+
+    def _finish(self, reason: str, at_ms: int) -> None:
+        if not self.end_reason:
+            self.end_reason = reason
+            self.end_at_ms = at_ms
+
+    def take_audio(self) -> np.ndarray | None:
+        if not self._pending:
+            return None
+        audio = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        return audio
+
+    # -- output -------------------------------------------------------------------------------------------
+
+    def _deliver(self, kind: ResultKind, text: str, confidence: float, audio_ms: int) -> None:
+        if self.closed or self.final_sent:
+            return
+        if kind is ResultKind.FINAL:
+            self.final_sent = True
+            self._results.put_nowait(
+                Result(
+                    kind,
+                    text,
+                    confidence,
+                    self.end_reason,
+                    max(audio_ms, self.end_at_ms),
+                    self.endpointer.last_voiced_ms,
+                )
+            )
+            self._results.put_nowait(None)
+            return
+        if not self.config.interim_results or not self.endpointer.in_speech:
+            return
+        if self.first_partial_at is None:
+            self.first_partial_at = time.monotonic()
+        self._partial_text = text
+        self._results.put_nowait(Result(kind, text, confidence, "", audio_ms, self.endpointer.last_voiced_ms))
+
+    async def results(self) -> AsyncIterator[Result]:
+        """SPEECH_STARTED, partials (if asked for), then exactly one final; ends after the final."""
+        while True:
+            item = await self._results.get()
+            if item is None:
+                return
+            yield item
+
+    def fail(self) -> None:
+        """End the results without a final (the request broke the contract); the server reports why."""
+        if not self.final_sent:
+            self.final_sent = True
+            self._results.put_nowait(None)
+        self.close()
+
+    def close(self) -> None:
+        """Release the stream's slot (idempotent); safe on cancellation."""
+        if not self.closed:
+            self.closed = True
+            self.engine._release(self)
+
+
+class Recognizer:
+    def __init__(self, folder: ModelFolder, backend: ChunkEncoderBackend, config: EngineConfig) -> None:
+        self.folder = folder
+        self.backend = backend
+        self.config = config
+        decode = folder.decode
+        self.decode_config = config.decode
+        if decode.get("reverse_weight") is not None and config.decode == DecodeConfig():
+            # Model defaults for rescoring weights unless the caller set its own decode config.
+            self.decode_config = DecodeConfig(
+                chunk_size=config.decode.chunk_size,
+                left_chunks=config.decode.left_chunks,
+                beam_size=config.decode.beam_size,
+                ctc_weight=float(decode.get("ctc_weight", config.decode.ctc_weight)),
+                reverse_weight=float(decode.get("reverse_weight", config.decode.reverse_weight)),
+                rescoring=config.decode.rescoring,
+                hot_word_bonus=config.decode.hot_word_bonus,
+            )
+        self._streams: set[RecognitionStream] = set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zhida-asr")
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.stats = {"rounds": 0, "backend_calls": 0, "busy_s": 0.0}
+
+    @classmethod
+    def load(cls, model_dir: Path, config: EngineConfig | None = None, backend: str = "paddle") -> Recognizer:
+        """Validate the model folder and load the weights; raises ModelError (missing or corrupt)."""
+        folder = ModelFolder.load(Path(model_dir))
+        if backend == "paddle":
+            impl: ChunkEncoderBackend = PaddleChunkEncoder(folder.build_model(), folder.fbank.n_mels)
+        elif backend == "onnx":
+            from zhida.recognizer.onnx import load_backend  # type: ignore[attr-defined]
+
+            impl = load_backend(folder)
+        else:
+            raise ValueError(f"unknown backend {backend!r} (paddle or onnx)")
+        return cls(folder, impl, config or EngineConfig())
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.create_task(self._scheduler(), name="zhida-asr-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    def open_stream(self, config: StreamConfig) -> RecognitionStream:
+        if len(self._streams) >= self.config.max_streams:
+            raise StreamLimitError(f"all {self.config.max_streams} recognition streams are busy")
+        decoder = StreamDecoder(
+            self.backend,
+            self.folder.vocab,
+            self.folder.fbank,
+            self.folder.cmvn,
+            self.decode_config,
+            list(config.hot_words),
+        )
+        stream = RecognitionStream(self, config, decoder)
+        self._streams.add(stream)
+        return stream
+
+    def _release(self, stream: RecognitionStream) -> None:
+        self._streams.discard(stream)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _scheduler(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        interval = self.config.batch_interval_ms / 1000.0
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            # Let other streams' packets of the same instant arrive, so they share the backend call.
+            await asyncio.sleep(interval)
+            work = []
+            for s in list(self._streams):
+                audio = s.take_audio()
+                if audio is not None or (s.end_reason and not s.final_sent):
+                    work.append((s, audio, bool(s.end_reason)))
+            if not work:
+                continue
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._round, work)
+            except Exception:
+                log.exception("recognition round failed; ending its streams")
+                outputs = [(s, ResultKind.FINAL, "", 0.0, 0) for s, _, _ in work]
+            self.stats["rounds"] += 1
+            self.stats["busy_s"] += time.perf_counter() - started
+            for stream, kind, text, conf, audio_ms in outputs:
+                stream._deliver(kind, text, conf, audio_ms)
+            if any(s._pending or (s.end_reason and not s.final_sent) for s in self._streams):
+                self._wakeup.set()
+
+    def _round(self, work: list[tuple[RecognitionStream, np.ndarray | None, bool]]):
+        """Worker thread: features, batched encoder, search; returns the results to deliver."""
+        decoders = []
+        for stream, audio, finishing in work:
+            d = stream.decoder
+            if audio is not None:
+                d.accept_samples(audio)
+            d.finishing = finishing
+            decoders.append(d)
+        before = {id(d): d.offset for d in decoders}
+        self.stats["backend_calls"] += run_round(self.backend, decoders, self.config.max_batch)
+        outputs = []
+        for (stream, _, finishing), d in zip(work, decoders, strict=True):
+            if d.offset != before[id(d)] and not finishing:
+                r = d.partial()
+                outputs.append((stream, ResultKind.PARTIAL, r.text, r.confidence, r.audio_ms))
+            if finishing and not d.finished:
+                r = d.final()
+                outputs.append((stream, ResultKind.FINAL, r.text, r.confidence, r.audio_ms))
+        return outputs
