@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -100,7 +99,7 @@ def _zhida(*args: str) -> list[str]:
     return [sys.executable, "-m", "zhida.cli", *args]
 
 
-def up(config: StackConfig, config_path: Path | None) -> None:
+def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] = SERVICES) -> None:
     for binary in ("kamailio", "rtpengine"):
         if shutil.which(binary) is None:
             raise processes.StartError(f"{binary} is not installed (run `make env`)")
@@ -132,19 +131,27 @@ def up(config: StackConfig, config_path: Path | None) -> None:
     env = {"PYTHONUNBUFFERED": "1"}
     if config.model_dir is not None:
         env["ZHIDA_MODEL_DIR"] = str(config.model_dir.resolve())
-    process = processes.start(run, "recognizer", _zhida("serve-recognizer", "--listen", config.recognizer.listen),
-                              env=env)
-    processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
-                         logs / "recognizer.log", timeout=180)
-    process = processes.start(run, "routing", _zhida("serve-routing", "--listen", config.routing.listen,
-                                                      "--tenants", str(config.tenants_dir.resolve())), env=env)
-    processes.wait_ready("routing", lambda: grpc_healthy(config.routing.listen), process, logs / "routing.log",
-                         timeout=180)
-    process = processes.start(run, "controller", _zhida("serve-controller", "--config", str(config_file)), env=env)
-    processes.wait_ready("controller", lambda: grpc_healthy(config.controller.api_listen), process,
-                         logs / "controller.log", timeout=60)
-    os.environ.setdefault("ZHIDA_RUN_DIR", str(run.resolve()))
+    if "recognizer" in services:
+        argv = _zhida("serve-recognizer", "--listen", config.recognizer.listen)
+        process = processes.start(run, "recognizer", argv, env=env)
+        processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
+                             logs / "recognizer.log", timeout=240)
+    if "routing" in services:
+        argv = _zhida("serve-routing", "--listen", config.routing.listen, "--tenants", str(config.tenants_dir.resolve()))
+        process = processes.start(run, "routing", argv, env=env)
+        processes.wait_ready("routing", lambda: grpc_healthy(config.routing.listen), process,
+                             logs / "routing.log", timeout=240)
+    if "controller" in services:
+        start_controller(config)
     log.info("stack up: SIP %s:%d, logs in %s", config.sip.address, config.sip.port, logs)
+
+
+def start_controller(config: StackConfig) -> None:
+    config_file = (config.run_dir / "zhida.yaml").resolve()
+    argv = _zhida("serve-controller", "--config", str(config_file))
+    process = processes.start(config.run_dir, "controller", argv, env={"PYTHONUNBUFFERED": "1"})
+    processes.wait_ready("controller", lambda: grpc_healthy(config.controller.api_listen), process,
+                         config.log_dir / "controller.log", timeout=60)
 
 
 def down(config: StackConfig) -> None:

@@ -1,0 +1,104 @@
+"""Fixtures that run the real stack (rtpengine, Kamailio, the services, the controller) on loopback ports."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from zhida.directory import Directory
+from zhida.stack import up as stack
+from zhida.stack.config import StackConfig
+from zhida.stack.sipp import AgentPhone, free_udp_port, register_agent, start_agent_phone
+
+TRUNK_IP = "127.0.0.2"
+AGENT_IP = "127.0.0.3"
+UNTRUSTED_IP = "127.0.0.4"
+
+
+def _free_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stack_config(run_dir: Path, **controller: object) -> StackConfig:
+    config = StackConfig(run_dir=run_dir)
+    config.sip.port = free_udp_port()
+    config.sip.http_port = _free_tcp_port()
+    config.sip.rpc_port = free_udp_port()
+    config.sip.evapi_port = _free_tcp_port()
+    config.sip.controller_timeout_s = 6
+    config.sip.agent_ring_timeout_ms = 3000
+    config.sip.workers = 4
+    config.media.ng_port = free_udp_port()
+    config.media.http_port = _free_tcp_port()
+    base = random.randrange(20000, 29000, 200)
+    config.media.port_min, config.media.port_max = base, base + 199
+    config.controller.api_listen = f"127.0.0.1:{_free_tcp_port()}"
+    config.controller.metrics_port = _free_tcp_port()
+    config.recognizer.listen = f"127.0.0.1:{_free_tcp_port()}"
+    config.routing.listen = f"127.0.0.1:{_free_tcp_port()}"
+    for key, value in controller.items():
+        setattr(config.controller, key, value)
+    return config
+
+
+def _dump_logs(config: StackConfig) -> None:
+    for log_file in sorted(config.log_dir.glob("*.log")):
+        text = log_file.read_text(errors="replace").splitlines()[-40:]
+        print(f"----- {log_file.name} -----\n" + "\n".join(text))
+
+
+class Agents:
+    """Agents' phones (sipp) registered against the stack; stopped at teardown."""
+
+    def __init__(self, config: StackConfig, work: Path) -> None:
+        self.config = config
+        self.work = work
+        self.phones: list[AgentPhone] = []
+        self.directory = Directory(f"sqlite:///{config.kamailio_db}")
+
+    @property
+    def target(self) -> str:
+        return f"{self.config.sip.address}:{self.config.sip.port}"
+
+    def start(self, username: str, behaviour: str = "answer", register: bool = True) -> AgentPhone:
+        password = f"demo-{username}-pass"
+        phone = start_agent_phone(username=username, password=password, domain="demo.zhida.local", ip=AGENT_IP,
+                                  work_dir=self.work, behaviour=behaviour)
+        self.phones.append(phone)
+        if register:
+            assert register_agent(self.target, phone, work_dir=self.work) == 0, f"{username} did not register"
+        return phone
+
+    def stop(self) -> None:
+        for phone in self.phones:
+            phone.stop()
+
+
+@pytest.fixture
+def signalling_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
+    """rtpengine and Kamailio only: no controller connected, so Kamailio routes every call itself."""
+    if shutil.which("kamailio") is None or shutil.which("sipp") is None:
+        pytest.fail("kamailio and sipp must be installed (make env)")
+    config = stack_config(tmp_path / "run")
+    try:
+        stack.up(config, None, services=("rtpengine", "kamailio"))
+        yield config
+    finally:
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            _dump_logs(config)
+        stack.down(config)
+
+
+@pytest.fixture
+def agents(signalling_stack: StackConfig, tmp_path: Path) -> Iterator[Agents]:
+    book = Agents(signalling_stack, tmp_path)
+    yield book
+    book.stop()
