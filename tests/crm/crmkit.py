@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from zhida.crm.auth import TokenAuth, hash_token
 from zhida.events import CallEvent, CallEventKind, CallOutcome
+from zhida.v1 import admin_pb2 as pb
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,28 @@ def scripted_call(call_id: str, tenant: str, *, start: float | None = None) -> l
         CallEvent(call_id=call_id, tenant=tenant, kind=kind, data=data, at=t0 + dt)
         for dt, kind, data in steps
     ]
+
+
+# A small routing config of tenant acme, for AdminService tests.
+ACME_CONFIG = """\
+tenant: acme
+fallback: {group: operator}
+routes:
+  repair: {group: repair, words: {空调: 2.0, 坏: 1.0}}
+  billing: {group: billing, words: {账单: 2.0}}
+"""
+
+
+async def make_acme(admin, tokens) -> None:
+    """Creates tenant acme with the groups ACME_CONFIG routes to."""
+    md = bearer(tokens.admin)
+    await admin.CreateTenant(
+        pb.CreateTenantRequest(
+            tenant=pb.Tenant(name="acme", domain="acme.example", fallback_group="operator")
+        ),
+        metadata=md,
+    )
+    for name in ("repair", "billing", "operator"):
+        await admin.CreateAgentGroup(
+            pb.CreateAgentGroupRequest(group=pb.AgentGroup(name=name, tenant="acme")), metadata=md
+        )

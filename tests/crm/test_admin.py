@@ -11,17 +11,9 @@ from zhida.directory import schema
 from zhida.v1 import admin_pb2 as pb
 from zhida.v1 import admin_pb2_grpc
 
-from tests.crm.crmkit import bearer
+from tests.crm.crmkit import ACME_CONFIG, bearer, make_acme
 
 pytestmark = pytest.mark.timeout(30)
-
-ACME_CONFIG = """\
-tenant: acme
-fallback: {group: operator}
-routes:
-  repair: {group: repair, words: {空调: 2.0, 坏: 1.0}}
-  billing: {group: billing, words: {账单: 2.0}}
-"""
 
 
 @pytest.fixture
@@ -36,20 +28,6 @@ async def expect(code: grpc.StatusCode, call, field: str | None = None) -> str:
     if field is not None:
         assert info.value.details().startswith(f"{field}:"), info.value.details()
     return info.value.details()
-
-
-async def make_acme(admin, tokens) -> None:
-    md = bearer(tokens.admin)
-    await admin.CreateTenant(
-        pb.CreateTenantRequest(
-            tenant=pb.Tenant(name="acme", domain="acme.example", fallback_group="operator")
-        ),
-        metadata=md,
-    )
-    for name in ("repair", "billing", "operator"):
-        await admin.CreateAgentGroup(
-            pb.CreateAgentGroupRequest(group=pb.AgentGroup(name=name, tenant="acme")), metadata=md
-        )
 
 
 async def test_tenant_number_group_agent_lifecycle(admin, crm_tokens, crm_directory):
