@@ -116,3 +116,14 @@ async def test_closing_the_stack_hangs_up_live_calls(stack: SipStack, inbox: Inb
         assert result.rc == 0, result.explain()
     finally:
         caller.kill()
+
+
+async def test_late_offer_caller_answer_comes_from_the_ack(stack: SipStack, inbox: Inbox, tmp_path):
+    inbox.behaviour = answer
+    result = await run_caller("uac_late_offer.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    call = await inbox.next()
+    acked = await asyncio.wait_for(call.wait_acked(), 5)
+    assert acked is not None and "o=gw" in acked and "PCMA/8000" in acked
+    assert call.remote_sdp == acked
+    assert (await asyncio.wait_for(call.wait_ended(), 5)).cause == "bye"

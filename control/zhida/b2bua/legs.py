@@ -105,6 +105,7 @@ def _glue() -> dict[str, Any]:
         CCEventConnect,
         CCEventDisconnect,
         CCEventFail,
+        CCEventPreConnect,
         CCEventRedirect,
         CCEventRing,
         CCEventTry,
@@ -123,6 +124,17 @@ def _glue() -> dict[str, Any]:
     from sippy.SipURL import SipURL
     from sippy.Time.Timeout import Timeout
     from sippy.UA import UA
+    from sippy.Udp_server import Udp_server, Udp_server_opts
+
+    class OneWorkerOpts(Udp_server_opts):
+        # sippy's default of 3 sender and 3 receiver threads per socket reorders messages (a 487 could
+        # leave before the 200 to the CANCEL that caused it; an ACK could be handled after the BYE behind
+        # it). One of each keeps the order; sendto/recvfrom are microseconds, so throughput is no issue.
+        # It also leaves SO_REUSEPORT off: no other process can share our port.
+        nworkers = 1
+
+    class InOrderTransactionManager(SipTransactionManager):
+        model_udp_server = (Udp_server, OneWorkerOpts)
 
     class CasedHF(SipGenericHF):
         """A header we add, written with the name's case as given (sippy would write "Session-expires")."""
@@ -202,6 +214,9 @@ def _glue() -> dict[str, Any]:
                 rval = super().recvRequest(req, sip_t)
                 self.zrestart_timer()
                 return rval
+            if method not in _SIPPY_METHODS:
+                # sippy would drop it without a response and the sender would retransmit for 32 s.
+                return (req.genResponse(501, "Not Implemented", server=self.local_ua), None, None)
             return super().recvRequest(req, sip_t)
 
         def _zupdate(self, req: Any) -> Any:
@@ -303,6 +318,8 @@ def _glue() -> dict[str, Any]:
             code, text, body = event.getData()
             if isinstance(code, int):
                 leg._post(leg._on_answered, str(body) if body is not None else None, ua.getCID()[2])
+            elif code == "ACK":  # the ACK of a late-offer call, carrying the caller's answer
+                leg._post(leg._on_ack, str(body) if body is not None else None)
         elif isinstance(event, CCEventFail | CCEventRedirect):
             data = event.getData() or (500, "Failed")
             leg._post(leg._on_failed, int(data[0]), str(data[1]), reason)
@@ -323,9 +340,10 @@ def _glue() -> dict[str, Any]:
 
     _GLUE.update(
         CCEventConnect=CCEventConnect, CCEventDisconnect=CCEventDisconnect, CCEventFail=CCEventFail,
+        CCEventPreConnect=CCEventPreConnect,
         CCEventRing=CCEventRing, CCEventTry=CCEventTry, MsgBody=MsgBody, SipAddress=SipAddress,
         SipCallId=SipCallId, SipConf=SipConf, SipFrom=SipFrom, SipHeader=SipHeader, SipTo=SipTo,
-        SipTransactionManager=SipTransactionManager, SipURL=SipURL, LegUA=LegUA, event_cb=event_cb,
+        SipTransactionManager=InOrderTransactionManager, SipURL=SipURL, LegUA=LegUA, event_cb=event_cb,
         headers_of=headers_of, negotiate=negotiate, make_contact=make_contact,
     )
     return _GLUE
@@ -408,6 +426,9 @@ class _Leg:
     def _on_answered(self, sdp: str | None, remote_tag: str | None) -> None:
         log.debug("%s: ignoring connect event", self.call_id)
 
+    def _on_ack(self, sdp: str | None) -> None:
+        log.debug("%s: ignoring ACK event", self.call_id)
+
     def _on_failed(self, code: int, reason: str, rfc3326: str | None) -> None:
         # A re-INVITE we answered was refused by sippy (bad SDP); the dialog stays up.
         log.warning("%s: in-dialog failure %s %s", self.call_id, code, reason)
@@ -452,6 +473,7 @@ class IncomingCall(_Leg):
         self.session_timer = session_timer
         self.state = "offered"
         self.answered_at: float | None = None
+        self._acked: asyncio.Future[str | None] = self._loop.create_future()
 
     def header(self, name: str) -> str | None:
         """The first value of a header of the INVITE (case-insensitive name)."""
@@ -460,6 +482,24 @@ class IncomingCall(_Leg):
 
     def _on_offer(self) -> None:
         self._stack._dispatch_incoming(self)
+
+    def _on_ack(self, sdp: str | None) -> None:
+        if sdp and self.remote_sdp is None:
+            self.remote_sdp = sdp
+        if not self._acked.done():
+            self._acked.set_result(self.remote_sdp)
+
+    async def wait_acked(self) -> str | None:
+        """For a late-offer call (INVITE without SDP): the caller's answer SDP, from its ACK.
+
+        None when the call ended first. Calls with an SDP offer in the INVITE never resolve this.
+        """
+        return await asyncio.shield(self._acked)
+
+    def _finish(self, ended: Ended) -> None:
+        if not self._acked.done():
+            self._acked.set_result(None)
+        super()._finish(ended)
 
     def _on_remote_end(self, reason: str | None) -> None:
         cause = "bye" if self.state == "answered" else "cancel"
@@ -594,6 +634,8 @@ class OutgoingCall(_Leg):
 # Functions run in the reactor thread.
 
 _UAS_PENDING = ("UasStateTrying", "UasStateRinging")
+# Methods sippy's UA answers itself in some state; an UPDATE before answer is not among them.
+_SIPPY_METHODS = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "REFER", "INFO", "OPTIONS"})
 
 
 def _extra(pairs: list[tuple[str, str]]) -> tuple[Any, ...] | None:
@@ -606,7 +648,9 @@ def _in_reactor_connect(ua: Any, sdp: str, pairs: list[tuple[str, str]]) -> bool
     state = type(ua.state).__name__
     if state not in (*_UAS_PENDING, "UasStateUpdating"):
         return False
-    event = g["CCEventConnect"]((200, "OK", g["MsgBody"](sdp)))
+    # A late-offer INVITE (no SDP): our 200 carries the offer and sippy must wait for the ACK's answer.
+    late_offer = state in _UAS_PENDING and ua.rSDP is None
+    event = g["CCEventPreConnect" if late_offer else "CCEventConnect"]((200, "OK", g["MsgBody"](sdp)))
     event.extra_headers = _extra(pairs)
     ua.recvEvent(event)
     if state in _UAS_PENDING:
