@@ -45,6 +45,13 @@ async def test_agent_rings_answers_and_our_hangup_sends_bye(stack: SipStack, tmp
         assert invite.startswith(AGENT_URI + " SIP/2.0")
         assert f"<{FROM_URI}>;tag={call.from_tag}" in invite
         assert f"Contact: <sip:13800138000@127.0.0.1:{stack.port}>" in invite
+        # ACK and BYE follow the route set of the 200 OK (Record-Route ;lr), to the agent's Contact.
+        for method in ("ACK", "BYE"):
+            request = result.messages.split(f"\n{method} ", 1)[1].split("\n\n", 1)[0]
+            assert request.startswith(f"sip:agent@127.0.0.1:{agent.port} SIP/2.0"), request
+            route = request.split("\nRoute: ", 1)[1].split("\n", 1)[0]
+            assert route.startswith(f"<sip:127.0.0.1:{agent.port};") and {"lr", "ftag=proxy"} <= set(
+                route.strip("<>").split(";")[1:]), request
     finally:
         agent.kill()
 

@@ -114,6 +114,12 @@ async def test_closing_the_stack_hangs_up_live_calls(stack: SipStack, inbox: Inb
         assert (call.ended.by, call.ended.cause) == ("local", "hangup")
         result = await caller.wait()
         assert result.rc == 0, result.explain()
+        bye = result.messages.split("\nBYE ", 1)[1].split("\n\n", 1)[0]
+        assert bye.startswith(f"sip:13800138000@127.0.0.1:{caller.port} SIP/2.0"), bye
+        route = bye.split("\nRoute: ", 1)[1].split("\n", 1)[0]
+        assert route.startswith(f"<sip:127.0.0.1:{caller.port};") and {"lr", "ftag=edge"} <= set(
+            route.strip("<>").split(";")[1:]), bye
+        assert f"From: <sip:{SERVICE}@127.0.0.1:{stack.port}>;tag={call.to_tag}" in bye, bye
     finally:
         caller.kill()
 

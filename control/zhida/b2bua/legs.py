@@ -467,6 +467,7 @@ class IncomingCall(_Leg):
         self.caller = caller
         self.called = called
         self.from_tag = from_tag
+        self.to_tag = ""  # our tag, set before the call is handed out (rtpengine's to-tag for this leg)
         self.remote_sdp = remote_sdp
         self.headers = headers
         self.source = source
@@ -840,6 +841,7 @@ class SipStack:
         ua.ztimer = timer
         ua.zmin_se = self.min_se
         call._ua = ua
+        call.to_tag = ua.lTag
         self._legs[id(call)] = call
         return ua.recvRequest(req, sip_t)
 
