@@ -133,3 +133,69 @@ async def test_late_offer_caller_answer_comes_from_the_ack(stack: SipStack, inbo
     assert acked is not None and "o=gw" in acked and "PCMA/8000" in acked
     assert call.remote_sdp == acked
     assert (await asyncio.wait_for(call.wait_ended(), 5)).cause == "bye"
+
+
+async def test_caller_hold_and_resume_go_to_the_callback(stack: SipStack, inbox: Inbox, tmp_path):
+    from zhida.b2bua import sdp as sdp_util
+
+    offers: list[str | None] = []
+
+    def on_reinvite(offer: str | None) -> str:  # a plain function works as well as a coroutine
+        offers.append(offer)
+        return sdp_util.answer_for(OUR_SDP, offer)
+
+    async def answer_with_handler(call: IncomingCall) -> None:
+        call.on_reinvite = on_reinvite
+        await call.answer(OUR_SDP)
+
+    inbox.behaviour = answer_with_handler
+    result = await run_caller("uac_hold.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    call = await inbox.next()
+    assert [sdp_util.direction(o or "") for o in offers] == ["sendonly", "sendrecv"]
+    assert call.remote_sdp is not None and sdp_util.direction(call.remote_sdp) == "sendrecv"
+    assert (await asyncio.wait_for(call.wait_ended(), 5)).cause == "bye"
+
+
+async def test_early_media_183_then_answer(stack: SipStack, inbox: Inbox, tmp_path):
+    async def ring_then_answer(call: IncomingCall) -> None:
+        await call.ring(183, "Session Progress", OUR_SDP)
+        await asyncio.sleep(0.05)
+        await call.answer(OUR_SDP)
+
+    inbox.behaviour = ring_then_answer
+    result = await run_caller("uac_pstn_caller.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    assert "SIP/2.0 183 Session Progress" in result.messages
+    assert (await asyncio.wait_for((await inbox.next()).wait_ended(), 5)).cause == "bye"
+
+
+async def test_reject_sends_the_final_response(stack: SipStack, inbox: Inbox, tmp_path):
+    async def refuse(call: IncomingCall) -> None:
+        await call.reject(480, "Temporarily Unavailable")
+
+    inbox.behaviour = refuse
+    result = await run_caller("uac_refused_480.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    ended = (await inbox.next()).ended
+    assert ended is not None and (ended.by, ended.cause, ended.code) == ("local", "rejected", 480)
+
+
+async def test_failing_handler_answers_500_and_stack_keeps_serving(stack: SipStack, inbox: Inbox, tmp_path):
+    async def broken(call: IncomingCall) -> None:
+        raise RuntimeError("routing backend down")
+
+    inbox.behaviour = broken
+    result = await run_caller("uac_refused_500.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+    inbox.behaviour = answer
+    await inbox.next()
+    result = await run_caller("uac_pstn_caller.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
+
+
+async def test_no_handler_means_480(make_stack, tmp_path):
+    stack = await make_stack()
+    stack.on_incoming_call = None
+    result = await run_caller("uac_refused_480.xml", tmp_path, stack.port)
+    assert result.rc == 0, result.explain()
