@@ -98,6 +98,8 @@ class TenantConfig:
     fallback: FallbackConfig
     threshold: float = DEFAULT_THRESHOLD
     min_chars: int = 2
+    unsure_score: float | None = None  # score of the implicit "not sure yet" alternative (None: none)
+    sound_match: float = 0.8  # weight factor of a hand-written phrase heard by its sound (0: off)
     timezone: str = DEFAULT_TIMEZONE
     dictionary: list[str] = field(default_factory=list)
     synonyms: dict[str, list[str]] = field(default_factory=dict)
@@ -218,7 +220,13 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
     if errors:
         err = errors[0]
         path = list(err.absolute_path)
-        is_key = err.validator in ("propertyNames", "additionalProperties")
+        is_key = err.validator in ("propertyNames", "required")
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            # Point at the first unexpected key rather than at the mapping holding it.
+            allowed = set(err.schema.get("properties", {}))
+            extra = [k for k in err.instance if k not in allowed]
+            if extra and err.schema.get("additionalProperties") is False:
+                path, is_key = [*path, extra[0]], True
         where = "/".join(map(str, path)) or "(top level)"
         raise ConfigError(source, _line_of(root(), path, key=is_key), f"{where}: {err.message}")
 
@@ -317,6 +325,8 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
         fallback=fallback,
         threshold=float(doc.get("threshold", DEFAULT_THRESHOLD)),
         min_chars=int(doc.get("min_chars", 2)),
+        sound_match=float(doc.get("sound_match", 0.8)),
+        unsure_score=float(doc["unsure_score"]) if "unsure_score" in doc else None,
         timezone=timezone,
         dictionary=dictionary,
         synonyms=synonyms,

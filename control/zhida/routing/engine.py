@@ -2,9 +2,10 @@
 
 Confidence is the softmax of the route scores, so a sentence with no evidence is spread evenly over the
 routes (low confidence) and each matched term moves probability towards its routes; for learned weights it is
-exactly the fitted log-linear model's probability.  The explanation lists every term that contributed to the
-chosen route and its weight.  Below the tenant's threshold the fallback ladder applies: re-prompt while
-`attempt <= fallback.reprompts`, then the operator group or the DTMF menu.
+exactly the fitted log-linear model's probability.  A hand-written tenant can add an implicit "not sure yet"
+alternative (`unsure_score`) so that a prefix with one weak term is not yet confident.  The explanation lists
+every term that contributed to the chosen route and its weight.  Below the tenant's threshold the fallback
+ladder applies: re-prompt while `attempt <= fallback.reprompts`, then the operator group or the DTMF menu.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from zhida.routing.config import RouteConfig, TenantConfig
-from zhida.routing.features import PHRASE, TAG, WORD, occurrences
+from zhida.routing.features import PHRASE, TAG, WORD, negated_mask, occurrences, sounds
 from zhida.understanding.analyzer import Word
 
 ROUTE, REPROMPT, FALLBACK, AFTER_HOURS = "route", "reprompt", "fallback", "after_hours"
@@ -89,6 +90,9 @@ class Engine:
         self.routes: list[RouteConfig] = list(config.routes.values())
         self.bias = [r.bias + r.learned_bias for r in self.routes]
         self._table: dict[tuple[str, str], list[_Entry]] = {}
+        # Hand-written phrases by their sound, to survive homophone recognition errors (see `sound_match`).
+        self._sound_table: dict[tuple[str, ...], list[_Entry]] = {}
+        self._sound_lengths: set[int] = set()
         self.max_phrase = 1
         variants_of = config.synonyms
         for i, r in enumerate(self.routes):
@@ -101,11 +105,16 @@ class Engine:
                 for term, (weight, is_learned) in _merged(hand, learned).items():
                     prefix = "learned " if is_learned else ""
                     self._add(kind, term, _Entry(i, weight, label_of(term), prefix + name))
-                    if kind != TAG:
-                        # A synonym matches anywhere in the sentence: recognisers and LAC rarely agree on
-                        # the word boundaries of colloquial variants.
-                        for v in variants_of.get(term, ()):
-                            self._add(PHRASE, v, _Entry(i, weight, label_of(term), f"{prefix}synonym:{v}"))
+                    if kind == TAG:
+                        continue
+                    if kind == PHRASE and not is_learned:
+                        self._add_sound(term, _Entry(i, weight * config.sound_match, term, "sound:" + term))
+                    # A synonym matches anywhere in the sentence: recognisers and LAC rarely agree on
+                    # the word boundaries of colloquial variants.
+                    for v in variants_of.get(term, ()):
+                        self._add(PHRASE, v, _Entry(i, weight, label_of(term), f"{prefix}synonym:{v}"))
+                        if not is_learned:
+                            self._add_sound(v, _Entry(i, weight * config.sound_match, term, "sound:" + v))
         self._neg_cues = tuple(c.lower() for c in config.negation.cues)
 
     def _add(self, kind: str, text: str, entry: _Entry) -> None:
@@ -113,6 +122,27 @@ class Engine:
         self._table.setdefault((kind, text), []).append(entry)
         if kind == PHRASE:
             self.max_phrase = max(self.max_phrase, len(text))
+
+    def _add_sound(self, phrase: str, entry: _Entry) -> None:
+        # Single characters have too many homophones to be evidence; learned n-grams are never sound-matched
+        # (the learner did not see sound features, so their weights would not mean the same).
+        if self.config.sound_match <= 0 or len(phrase) < 2 or entry.weight == 0:
+            return
+        key = sounds(phrase)
+        self._sound_table.setdefault(key, []).append(entry)
+        self._sound_lengths.add(len(key))
+
+    def _sound_occurrences(self, text: str, mask: list[bool]) -> list[tuple[list[_Entry], bool, str]]:
+        found = []
+        if not self._sound_table:
+            return found
+        snd = sounds(text)
+        for n in self._sound_lengths:
+            for i in range(len(snd) - n + 1):
+                entries = self._sound_table.get(snd[i : i + n])
+                if entries:
+                    found.append((entries, i < len(mask) and mask[i], text[i : i + n]))
+        return found
 
     def score(self, text: str, words: Sequence[Word]) -> tuple[list[float], list[list[Contribution]]]:
         """Score of every route and the contributions behind it."""
@@ -134,6 +164,20 @@ class Engine:
                     weight, kind = (-weight if reverse else 0.0), f"negated:{kind}"
                 scores[e.route] += weight
                 contribs[e.route].append(Contribution(e.label, self.routes[e.route].name, weight, kind))
+        # Then phrases heard but not written: "褪款" sounds like 退款.  Exact matches above take precedence.
+        if self._sound_table:
+            mask = negated_mask(text.lower(), self._neg_cues, self.config.negation.window)
+            for entries, negated, heard in self._sound_occurrences(text, mask):
+                for e in entries:
+                    key = (e.route, e.label)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    weight, kind = e.weight, f"sound:{heard}"
+                    if negated:
+                        weight, kind = (-weight if reverse else 0.0), f"negated:{kind}"
+                    scores[e.route] += weight
+                    contribs[e.route].append(Contribution(e.label, self.routes[e.route].name, weight, kind))
         return scores, contribs
 
     def _is_open(self, route: RouteConfig, at: datetime | None) -> bool:
@@ -151,10 +195,7 @@ class Engine:
         """The routing decision for one (partial or final) sentence."""
         cfg = self.config
         scores, contribs = self.score(text, words)
-        top = max(scores)
-        exps = [math.exp(s - top) for s in scores]
-        total = sum(exps)
-        probs = [e / total for e in exps]
+        probs = self._softmax(scores)
         order = sorted(range(len(scores)), key=lambda i: -probs[i])
         best = order[0]
         route = self.routes[best]
@@ -198,10 +239,19 @@ class Engine:
             d.reason = f"route {route.name!r} is closed now"
         return d
 
-    def decide_many_probs(self, text: str, words: Sequence[Word]) -> dict[str, float]:
+    def _softmax(self, scores: list[float]) -> list[float]:
+        """Route probabilities; with `unsure_score`, an implicit "not sure yet" alternative takes its share.
+
+        That alternative never wins a route, it only keeps a sentence (or a prefix of one) with little
+        evidence below the threshold: one weak term is not enough, a decisive one or several are.
+        """
+        unsure = self.config.unsure_score
+        top = max(scores) if unsure is None else max(*scores, unsure)
+        exps = [math.exp(s - top) for s in scores]
+        total = sum(exps) + (math.exp(unsure - top) if unsure is not None else 0.0)
+        return [e / total for e in exps]
+
+    def probabilities(self, text: str, words: Sequence[Word]) -> dict[str, float]:
         """Probability of each route (for evaluation and tuning)."""
         scores, _ = self.score(text, words)
-        top = max(scores)
-        exps = [math.exp(s - top) for s in scores]
-        total = sum(exps)
-        return {r.name: e / total for r, e in zip(self.routes, exps, strict=True)}
+        return {r.name: p for r, p in zip(self.routes, self._softmax(scores), strict=True)}

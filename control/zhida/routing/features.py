@@ -10,6 +10,7 @@ punctuation, as negated; a term that starts inside a negated span is cancelled o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,22 @@ def occurrences(
                 break
             add(PHRASE, text[i:j], i)
     return list(found.values())
+
+
+@functools.lru_cache(maxsize=65536)
+def _char_sound(ch: str) -> str:
+    from pypinyin import Style, lazy_pinyin
+
+    return lazy_pinyin(ch, style=Style.NORMAL)[0] if "\u4e00" <= ch <= "\u9fff" else ch
+
+
+def sounds(text: str) -> tuple[str, ...]:
+    """Toneless pinyin of each character (other characters stand for themselves).
+
+    Character by character, without context: a recogniser's homophone error is a character that sounds
+    like the right one on its own, which is what this compares.
+    """
+    return tuple(_char_sound(c) for c in text.lower())
 
 
 def term_key(kind: str, text: str) -> str:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import yaml
+
 from zhida.routing.config import NegationConfig, TenantConfig, load_config
 from zhida.routing.dataset import Example
 from zhida.routing.features import PHRASE, TAG, WORD, feature_values, occurrences

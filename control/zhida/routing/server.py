@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from zhida.routing.service import RoutingServicer, UnderstandingServicer
 from zhida.routing.store import TenantStore, default_tenants_dir, packaged_demo_dir
 from zhida.understanding.analyzer import Analyzer

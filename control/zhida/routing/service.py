@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC
 
 import grpc
+
 from zhida.routing.config import ConfigError
 from zhida.routing.engine import AFTER_HOURS, FALLBACK, REPROMPT, ROUTE, Decision
 from zhida.routing.store import TenantStore, UnknownTenant

@@ -1,0 +1,1 @@
+"""Routing: tenant rule files, the weighted rule engine, learning and evaluation, and the gRPC server."""
