@@ -6,28 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from zhida.b2bua.legs import IncomingCall, SipStack
-
-OUR_SDP = (
-    "v=0\r\no=zhida-test 1000 1 IN IP4 127.0.0.1\r\ns=zhida\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    "m=audio 40000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-)
-
-
-class Inbox:
-    """Collects the calls that reach a stack; ``behaviour`` decides what to do with each."""
-
-    def __init__(self) -> None:
-        self.calls: asyncio.Queue[IncomingCall] = asyncio.Queue()
-        self.behaviour: Callable[[IncomingCall], Awaitable[None]] | None = None
-
-    async def __call__(self, call: IncomingCall) -> None:
-        self.calls.put_nowait(call)
-        if self.behaviour is not None:
-            await self.behaviour(call)
-
-    async def next(self, timeout: float = 5.0) -> IncomingCall:
-        return await asyncio.wait_for(self.calls.get(), timeout)
+from sippkit import Inbox
+from zhida.b2bua.legs import SipStack
 
 
 @pytest.fixture

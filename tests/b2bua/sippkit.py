@@ -10,11 +10,35 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from zhida.b2bua.legs import IncomingCall
+
 SCENARIOS = Path(__file__).parent / "scenarios"
 SERVICE = "4008001234"  # the 400 number the sipp caller dials
+
+OUR_SDP = (
+    "v=0\r\no=zhida-test 1000 1 IN IP4 127.0.0.1\r\ns=zhida\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 40000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+)
+
+
+class Inbox:
+    """Collects the calls that reach a stack; ``behaviour`` decides what to do with each."""
+
+    def __init__(self) -> None:
+        self.calls: asyncio.Queue[IncomingCall] = asyncio.Queue()
+        self.behaviour: Callable[[IncomingCall], Awaitable[None]] | None = None
+
+    async def __call__(self, call: IncomingCall) -> None:
+        self.calls.put_nowait(call)
+        if self.behaviour is not None:
+            await self.behaviour(call)
+
+    async def next(self, timeout: float = 5.0) -> IncomingCall:
+        return await asyncio.wait_for(self.calls.get(), timeout)
 
 
 def free_udp_port() -> int:

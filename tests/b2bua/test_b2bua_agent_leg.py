@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import OUR_SDP
-from sippkit import Sipp
+from sippkit import OUR_SDP, Sipp
 from zhida.b2bua import sdp as sdp_util
 from zhida.b2bua.legs import CallFailed, SipStack
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import OUR_SDP, Inbox
-from sippkit import SERVICE, run_caller
+from sippkit import OUR_SDP, SERVICE, Inbox, run_caller
 from zhida.b2bua.legs import IncomingCall, LegError, SipStack
 from zhida.b2bua.session_timer import Negotiated
 

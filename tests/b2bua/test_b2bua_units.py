@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 import pytest
-from conftest import OUR_SDP
+from sippkit import OUR_SDP
 from zhida.b2bua import sdp as sdp_util
 from zhida.b2bua import session_timer as st
 from zhida.b2bua.reactor import get_reactor
