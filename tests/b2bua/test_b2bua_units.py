@@ -73,3 +73,16 @@ async def test_reactor_runs_in_its_own_thread_and_survives_errors():
     # Calls from many tasks keep their results apart.
     results = await asyncio.gather(*(reactor.run(lambda i=i: i * i) for i in range(50)))
     assert results == [i * i for i in range(50)]
+
+
+def test_reactor_refuses_a_sippy_imported_by_another_thread():
+    import subprocess
+    import sys
+
+    code = (
+        "import sippy.Core.EventDispatcher\n"
+        "from zhida.b2bua.reactor import ReactorError, get_reactor\n"
+        "try:\n    get_reactor()\nexcept ReactorError as e:\n    print('refused:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert "refused: " in out.stdout and "another thread" in out.stdout, out.stderr

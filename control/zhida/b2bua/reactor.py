@@ -70,6 +70,12 @@ class Reactor:
     def _main(self) -> None:
         try:
             from sippy.Core.EventDispatcher import ED2  # created here, so this thread owns it
+
+            if ED2.my_ident != threading.get_ident():
+                raise ReactorError(
+                    "sippy was imported by another thread before the reactor started; import zhida.b2bua "
+                    "modules only, and let the reactor import sippy"
+                )
         except BaseException as exc:  # report any import failure to start()
             self._start_error = exc
             self._ready.set()
