@@ -11,8 +11,9 @@ events with the audio time at which they happen.  The call controller relies on:
 * `last_voiced_ms`: the end of the last voiced frame, which the call path measures its latency from.
 
 A frame is voiced when its level is above an absolute floor (-46 dBFS: G.711 idle patterns, digital silence
-and comfort noise stay below it) and `margin_db` above a running noise-floor estimate (so a noisy line does
-not count as speech).  The noise floor follows quiet frames quickly and loud ones slowly.
+and comfort noise stay below it) and `margin_db` above the noise floor, the quietest frame of the last
+`floor_window_ms` (speech always has quieter gaps within that time; a steady noisy line does not, so its
+noise becomes the floor and does not count as speech).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class EndpointerConfig:
     start_window_ms: int = 120  # ... within this window
     abs_floor_dbfs: float = -46.0
     margin_db: float = 12.0
+    floor_window_ms: int = 2000
 
     def merged(self, end_silence_ms: int = 0, no_input_timeout_ms: int = 0, max_utterance_ms: int = 0):
         """This config with the non-zero fields of a request taking precedence."""
@@ -56,6 +58,7 @@ class EndpointerConfig:
             start_window_ms=self.start_window_ms,
             abs_floor_dbfs=self.abs_floor_dbfs,
             margin_db=self.margin_db,
+            floor_window_ms=self.floor_window_ms,
         )
 
 
@@ -76,7 +79,7 @@ class Endpointer:
         self.config = config
         self._pending = np.zeros(0, dtype=np.float32)
         self.frames = 0  # judged 10 ms frames
-        self.noise_floor_db = -70.0
+        self._levels: deque[float] = deque(maxlen=max(1, config.floor_window_ms // FRAME_MS))
         self.speech_started_ms: int | None = None
         self.last_voiced_ms = 0
         self.done: EndpointEvent | None = None
@@ -89,6 +92,10 @@ class Endpointer:
     @property
     def in_speech(self) -> bool:
         return self.speech_started_ms is not None
+
+    @property
+    def noise_floor_db(self) -> float:
+        return min(self._levels) if self._levels else -90.0
 
     def is_voiced(self, level_db: float) -> bool:
         return (
@@ -115,12 +122,8 @@ class Endpointer:
     def _frame(self, frame: np.ndarray) -> EndpointEvent | None:
         cfg = self.config
         level = frame_dbfs(frame)
+        self._levels.append(level)
         voiced = self.is_voiced(level)
-        # Noise floor: fast down, slow up, and not pulled up by speech.
-        if level < self.noise_floor_db:
-            self.noise_floor_db = 0.7 * self.noise_floor_db + 0.3 * level
-        elif not voiced:
-            self.noise_floor_db = 0.98 * self.noise_floor_db + 0.02 * level
         self.frames += 1
         now = self.audio_ms
         self._recent.append(voiced)

@@ -175,6 +175,8 @@ class RecognitionStream:
             return
         if kind is ResultKind.FINAL:
             self.final_sent = True
+            if self.end_reason == Event.NO_INPUT_TIMEOUT.name:
+                text, confidence = "", 0.0  # nothing was said: whatever the model made of the line is noise
             self._results.put_nowait(
                 Result(
                     kind,
@@ -264,11 +266,17 @@ class Recognizer:
             self._task = asyncio.create_task(self._scheduler(), name="zhida-asr-scheduler")
 
     async def stop(self) -> None:
+        """Stop the scheduler and end the open streams (without finals); `start` may be called again."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for stream in list(self._streams):
+            stream.fail()
+
+    def close(self) -> None:
+        """Release the worker thread; the engine is unusable afterwards."""
         self._executor.shutdown(wait=True)
 
     def open_stream(self, config: StreamConfig) -> RecognitionStream:

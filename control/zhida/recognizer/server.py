@@ -252,3 +252,4 @@ async def serve(
     await stop.wait()
     log.info("recognizer shutting down")
     await stop_server(server, recognizer, grace)
+    recognizer.close()
