@@ -19,10 +19,14 @@ if str(REPO) not in sys.path:
 
 
 def _source_model(tmp: Path) -> tuple[Path, bool]:
-    from zhida.recognizer.modelfolder import DEFAULT_MODEL_NAME, PACKAGED_MODELS_DIR
+    from zhida.recognizer.modelfolder import DEFAULT_MODEL_NAME, PACKAGED_MODELS_DIR, ModelError, ModelFolder
 
     packaged = PACKAGED_MODELS_DIR / DEFAULT_MODEL_NAME
-    if (packaged / "model.yaml").is_file():
+    try:
+        ModelFolder.load(packaged)  # complete (config, vocabulary, checkpoint)?
+    except ModelError:
+        pass
+    else:
         shutil.copytree(packaged, tmp / packaged.name, ignore=shutil.ignore_patterns("encoder*.onnx*"))
         return tmp / packaged.name, True
     from bench.recognizer_models import write_random_model
