@@ -25,12 +25,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
 
+# A watch stream is idle between calls: keepalive pings stop NAT and firewalls from dropping it.
+CHANNEL_OPTIONS = (("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000))
+
 
 def channel_for(args: argparse.Namespace) -> grpc.aio.Channel:
     if args.ca:
         credentials = grpc.ssl_channel_credentials(root_certificates=Path(args.ca).read_bytes())
-        return grpc.aio.secure_channel(args.server, credentials)
-    return grpc.aio.insecure_channel(args.server)
+        return grpc.aio.secure_channel(args.server, credentials, options=CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(args.server, options=CHANNEL_OPTIONS)
 
 
 def metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:

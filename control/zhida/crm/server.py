@@ -3,7 +3,7 @@
 Inside the controller (which owns the EventBus)::
 
     store, recorder = attach_store(bus, db_url)          # records every call; metrics sink too
-    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()])
+    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()], options=SERVER_OPTIONS)
     add_services(server, bus=bus, store=store, auth=TokenAuth.from_file(path), directory=..., routing=...)
     add_port(server, "0.0.0.0:50070", tls_cert=..., tls_key=...)
     await server.start()
@@ -37,6 +37,16 @@ log = logging.getLogger(__name__)
 CALLS_SERVICE = calls_pb2.DESCRIPTOR.services_by_name["CallEventService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+# WatchCalls streams stay open for hours with long silences: the server pings idle connections so that NAT
+# and firewalls keep them, and accepts clients' keepalive pings down to every 10 s.
+SERVER_OPTIONS = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 
 
 def attach_store(
@@ -158,7 +168,7 @@ async def start_api(
     """Starts the API with its own bus, store and recorder (for `zhida serve-api` and tests)."""
     bus = bus or EventBus()
     store, recorder = attach_store(bus, db_url)
-    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()])
+    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()], options=SERVER_OPTIONS)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     add_services(
