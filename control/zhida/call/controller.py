@@ -289,38 +289,43 @@ class CallController:
         stable_text, stable_since_ms, last_voiced_ms = "", 0, 0
         speech_started_at: float | None = None
         first_partial_logged = False
+        # The endpointer counts audio time; a caller whose audio stops must still time out, by the wall clock.
+        wall_limit_s = (ctl.no_input_timeout_ms + ctl.max_utterance_ms) / 1000.0 + 2.0
         try:
-            async for response in stream:
-                last_voiced_ms = max(last_voiced_ms, response.last_voiced_ms)
-                if response.speech_event == recognizer_pb2.SPEECH_EVENT_SPEECH_STARTED and not response.is_final:
-                    speech_started_at = time.time()
-                    await self._stop_prompt(call)  # barge-in
-                    async with call.lock:
-                        if call.machine.accepts(CallEvent.SPEECH_STARTED):
-                            call.machine.fire(CallEvent.SPEECH_STARTED)
-                    self.evapi.send({"action": "extend", "call_id": call.call_id})
-                    continue
-                if response.is_final:
-                    return await self._final(call, response, attempt, last_voiced_ms)
-                text = response.transcript.strip()
-                if not text:
-                    continue
-                if not first_partial_logged and speech_started_at is not None:
-                    call.timings["first_partial_ms"] = _ms(time.time() - speech_started_at)
-                    first_partial_logged = True
-                self._publish(call, CallEventKind.PARTIAL, transcript=text, audio_offset_ms=response.audio_offset_ms)
-                if text != stable_text:
-                    stable_text, stable_since_ms = text, response.audio_offset_ms
-                    continue
-                if response.audio_offset_ms - stable_since_ms < ctl.stable_partial_ms:
-                    continue
-                decision = await self._route(call, text, attempt)
-                if decision is not None and decision.kind == routing_pb2.DECISION_KIND_ROUTE:
-                    self._note_end_of_speech(call, last_voiced_ms)
-                    call.transcript = text
-                    self._publish(call, CallEventKind.FINAL, transcript=text, confidence=response.confidence,
-                                  basis="partial")
-                    return ListenResult(text, response.confidence, decision, "partial", last_voiced_ms)
+            async with asyncio.timeout(wall_limit_s):
+                async for response in stream:
+                    last_voiced_ms = max(last_voiced_ms, response.last_voiced_ms)
+                    if response.speech_event == recognizer_pb2.SPEECH_EVENT_SPEECH_STARTED and not response.is_final:
+                        speech_started_at = time.time()
+                        await self._stop_prompt(call)  # barge-in
+                        async with call.lock:
+                            if call.machine.accepts(CallEvent.SPEECH_STARTED):
+                                call.machine.fire(CallEvent.SPEECH_STARTED)
+                        self.evapi.send({"action": "extend", "call_id": call.call_id})
+                        continue
+                    if response.is_final:
+                        return await self._final(call, response, attempt, last_voiced_ms)
+                    text = response.transcript.strip()
+                    if not text:
+                        continue
+                    if not first_partial_logged and speech_started_at is not None:
+                        call.timings["first_partial_ms"] = _ms(time.time() - speech_started_at)
+                        first_partial_logged = True
+                    self._publish(call, CallEventKind.PARTIAL, transcript=text, audio_offset_ms=response.audio_offset_ms)
+                    if text != stable_text:
+                        stable_text, stable_since_ms = text, response.audio_offset_ms
+                        continue
+                    if response.audio_offset_ms - stable_since_ms < ctl.stable_partial_ms:
+                        continue
+                    decision = await self._route(call, text, attempt)
+                    if decision is not None and decision.kind == routing_pb2.DECISION_KIND_ROUTE:
+                        self._note_end_of_speech(call, last_voiced_ms)
+                        call.transcript = text
+                        self._publish(call, CallEventKind.FINAL, transcript=text, confidence=response.confidence,
+                                      basis="partial")
+                        return ListenResult(text, response.confidence, decision, "partial", last_voiced_ms)
+        except TimeoutError:
+            log.info("call %s: no final within %.0f s of the prompt", call.call_id, wall_limit_s)
         finally:
             stream.cancel()
             await self._stop_prompt(call)

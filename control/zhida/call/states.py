@@ -49,7 +49,9 @@ TRANSITIONS: dict[tuple[CallState, CallEvent], CallState] = {
     (S.LISTENING, E.SPEECH_STARTED): S.LISTENING,
     (S.LISTENING, E.UTTERANCE_ENDED): S.DECIDING,
     (S.LISTENING, E.DECIDED): S.TRANSFERRING,  # a stable, confident partial decides before the final
-    (S.DECIDING, E.REPROMPT): S.PROMPTING,
+    (S.DECIDING, E.REPROMPT): S.EARLY_MEDIA,  # the re-prompt then starts like the first prompt
+    (S.PROMPTING, E.REPROMPT): S.EARLY_MEDIA,  # the stream ended without a final (no input)
+    (S.LISTENING, E.REPROMPT): S.EARLY_MEDIA,
     (S.DECIDING, E.DECIDED): S.TRANSFERRING,
     (S.TRANSFERRING, E.AGENT_RINGING): S.RINGING,
     (S.TRANSFERRING, E.AGENT_ANSWERED): S.CONNECTED,

@@ -74,6 +74,15 @@ def ng_ping(host: str, port: int, timeout: float = 0.5) -> bool:
     return bencode.decode(data.partition(b" ")[2]).get("result") == "pong"
 
 
+def ng_request(config: StackConfig, command: str, timeout: float = 1.0, **params: object) -> dict:
+    """One synchronous ng request to the stack's rtpengine (for tools and tests)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(b"sync " + bencode.encode({"command": command, **params}),
+                    (config.media.interface, config.media.ng_port))
+        return bencode.decode(sock.recv(1 << 20).partition(b" ")[2])
+
+
 def kamailio_rpc(port: int, method: str, *params: object, timeout: float = 2.0) -> object:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)

@@ -1,0 +1,138 @@
+"""The whole call path with the controller: real speech through rtpengine, the recogniser and the rules."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.call.conftest import TRUNK_IP, Agents, _dump_logs, stack_config
+from zhida.stack import up as stack
+from zhida.stack.calls import place_call
+from zhida.stack.config import StackConfig
+from zhida.stack.prompts import synthesize
+from zhida.stack.sipp import SCENARIOS, caller_pcap, free_udp_port
+from zhida.stack.up import ng_request
+
+NUMBER = "4008001234"
+REPAIR_SENTENCE = "我家的空调坏了需要上门维修"
+
+
+@pytest.fixture
+def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
+    config = stack_config(tmp_path / "run")
+    try:
+        stack.up(config, None)
+        yield config
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            _dump_logs(config)
+        stack.down(config)
+
+
+@pytest.fixture
+def phones(full_stack: StackConfig, tmp_path: Path) -> Iterator[Agents]:
+    book = Agents(full_stack, tmp_path)
+    yield book
+    book.stop()
+
+
+@pytest.fixture(scope="module")
+def repair_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthesize(REPAIR_SENTENCE, tmp_path_factory.mktemp("wav") / "repair.wav")
+
+
+def final_packet_stats(rtpengine_log: Path, call_id: str) -> dict[str, int]:
+    """Packets rtpengine received per participant tag, from its final stats of the call."""
+    stats: dict[str, int] = {}
+    tag = ""
+    for line in rtpengine_log.read_text(errors="replace").splitlines():
+        if f"[{call_id}" not in line:
+            continue
+        found = re.search(r"--- Tag '([^']+)'", line)
+        if found:
+            tag = found.group(1)
+        packets = re.search(r"Port .*?, (\d+) p,", line)
+        if packets and tag and "(RTCP)" not in line:
+            stats[tag] = stats.get(tag, 0) + int(packets.group(1))
+    return stats
+
+
+def rtpengine_calls(config: StackConfig) -> list[str]:
+    return list(ng_request(config, "list", limit="100").get("calls", []))
+
+
+def test_a_demo_call_reaches_the_right_agent_and_media_flows_both_ways(
+    phones: Agents, full_stack: StackConfig, repair_wav: Path
+) -> None:
+    repair = phones.start("1001")
+    phones.start("1091")
+    line = place_call(full_stack, number=NUMBER, wav=repair_wav, trunk=TRUNK_IP, expected_group="repair")
+    assert line["sipp_rc"] == 0, line
+    assert line["group"] == "repair", line
+    assert line["call_id"] in repair.received_calls()
+    assert line["end_of_speech_to_invite_ms"] is not None
+    time.sleep(0.5)
+    stats = final_packet_stats(full_stack.log_dir / "rtpengine.log", line["call_id"])
+    senders = [tag for tag, packets in stats.items() if packets > 0]
+    assert len(senders) >= 2, f"RTP did not flow both ways: {stats}"
+    assert rtpengine_calls(full_stack) == []
+
+
+def _cancelling_call(config: StackConfig, wav: Path, work: Path, cancel_after_ms: int) -> tuple[int, str]:
+    pcap = work / "cancel.pcap"
+    caller_pcap(wav, pcap, lead_silence_s=0.5, tail_silence_s=3.0)
+    scenario = work / "cancel.xml"
+    text = (SCENARIOS / "caller_cancel.xml").read_text()
+    scenario.write_text(text.replace("@PCAP@", str(pcap)).replace("@CANCEL_AFTER_MS@", str(cancel_after_ms)))
+    messages = work / "cancel-messages.log"
+    done = subprocess.run(
+        ["sipp", f"{config.sip.address}:{config.sip.port}", "-sf", str(scenario), "-s", NUMBER, "-i", TRUNK_IP,
+         "-p", "0", "-mp", str(free_udp_port(TRUNK_IP)), "-m", "1", "-timeout", "30", "-timeout_error",
+         "-trace_msg", "-message_file", str(messages), "-nostdin"],
+        capture_output=True, text=True, timeout=45, cwd=work)
+    return done.returncode, messages.read_text(errors="replace") if messages.exists() else done.stderr
+
+
+@pytest.mark.parametrize("cancel_after_ms", [300, 2500], ids=["during-prompt", "during-recognition"])
+def test_caller_cancel_ends_with_487_and_leaves_no_media_session(
+    phones: Agents, full_stack: StackConfig, repair_wav: Path, tmp_path: Path, cancel_after_ms: int
+) -> None:
+    phones.start("1001")
+    rc, messages = _cancelling_call(full_stack, repair_wav, tmp_path, cancel_after_ms)
+    assert rc == 0, messages[-2000:]
+    assert "SIP/2.0 487" in messages
+    deadline = time.monotonic() + 5
+    while rtpengine_calls(full_stack) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rtpengine_calls(full_stack) == []
+    log = (full_stack.log_dir / "controller.log").read_text()
+    assert "-> hangup -> ended" in log
+
+
+def test_a_dead_controller_does_not_lose_the_held_call(
+    phones: Agents, full_stack: StackConfig, repair_wav: Path
+) -> None:
+    operator = phones.start("1091")
+    result: dict[str, object] = {}
+    caller = threading.Thread(target=lambda: result.update(
+        place_call(full_stack, number=NUMBER, wav=repair_wav, trunk=TRUNK_IP)))
+    caller.start()
+    controller_log = full_stack.log_dir / "controller.log"
+    deadline = time.monotonic() + 20
+    while "-> prompting" not in controller_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int((full_stack.run_dir / "pids" / "controller.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    caller.join(90)
+    assert result.get("sipp_rc") == 0, result
+    assert result["call_id"] in operator.received_calls()
+    assert "to fallback" in (full_stack.log_dir / "kamailio.log").read_text()
