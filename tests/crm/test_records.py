@@ -213,3 +213,32 @@ async def test_feedback_needs_a_decision(crm_api, calls, crm_tokens):
             metadata=bearer(crm_tokens.acme),
         ),
     )
+
+
+async def test_lost_store_is_unavailable_not_a_crash(crm_api, calls, crm_tokens, publish_call):
+    from sqlalchemy import text
+
+    publish_call(crm_api.bus, "before-loss", "acme")
+    await settle(crm_api)
+    with crm_api.store.engine.begin() as db:  # the store loses its tables under the running server
+        db.execute(text("DROP TABLE call_event"))
+        db.execute(text("DROP TABLE call_record"))
+    acme = bearer(crm_tokens.acme)
+    for call in (
+        calls.GetCall(pb.GetCallRequest(call_id="before-loss"), metadata=acme),
+        calls.ListCalls(pb.ListCallsRequest(), metadata=acme),
+        calls.SubmitFeedback(
+            pb.SubmitFeedbackRequest(call_id="before-loss", feedback=pb.Feedback(correct=True)), metadata=acme
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert info.value.details() == "call-record store unavailable"
+    # The live stream does not depend on the store.
+    watch = calls.WatchCalls(pb.WatchCallsRequest(), metadata=acme)
+    await asyncio.wait_for(watch.initial_metadata(), 5)
+    publish_call(crm_api.bus, "after-loss", "acme")
+    first = await asyncio.wait_for(watch.read(), 5)
+    assert first.call_id == "after-loss"
+    watch.cancel()

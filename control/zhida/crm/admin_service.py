@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 import grpc
 
 from zhida.crm.auth import Principal, TokenAuth, require_admin, resolve_tenant
+from zhida.crm.errors import in_thread
 from zhida.v1 import admin_pb2 as pb
 from zhida.v1 import admin_pb2_grpc
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 MAX_CONFIG_BYTES = 1 << 20
+DIRECTORY = "directory"
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -55,7 +57,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             ("tenant.domain", tenant.domain),
             ("tenant.fallback_group", tenant.fallback_group),
         )
-        if await self._find_tenant(tenant.name) is not None:
+        if await self._find_tenant(context, tenant.name) is not None:
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"tenant.name: tenant {tenant.name} exists")
         await self._call(
             context,
@@ -101,7 +103,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.ListTenantsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTenantsResponse:
         principal = await self.auth.require(context)
-        rows = await asyncio.to_thread(self.directory.tenants)
+        rows = await in_thread(context, DIRECTORY, self.directory.tenants)
         if not principal.is_admin:
             rows = [row for row in rows if row["name"] == principal.tenant]
         return pb.ListTenantsResponse(tenants=[_tenant_pb(row) for row in rows])
@@ -114,7 +116,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         number = request.number
         await _required(context, ("number.number", number.number), ("number.tenant", number.tenant))
         await self._tenant(context, number.tenant, field="number.tenant")
-        owners = {row["number"]: row["tenant"] for row in await asyncio.to_thread(self.directory.numbers)}
+        numbers = await in_thread(context, DIRECTORY, self.directory.numbers)
+        owners = {row["number"]: row["tenant"] for row in numbers}
         owner = owners.get(number.number)
         if owner is not None and owner != number.tenant:
             await context.abort(
@@ -134,7 +137,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.ListNumbersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListNumbersResponse:
         tenant = await self._scope(context, request.tenant)
-        rows = await asyncio.to_thread(self.directory.numbers, tenant)
+        rows = await in_thread(context, DIRECTORY, self.directory.numbers, tenant)
         return pb.ListNumbersResponse(
             numbers=[pb.Number(number=r["number"], tenant=r["tenant"]) for r in rows]
         )
@@ -148,7 +151,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         tenant = await self._scope(context, group.tenant, field="group.tenant")
         await _required(context, ("group.name", group.name))
         await self._tenant(context, tenant, field="group.tenant")
-        groups = await asyncio.to_thread(self.directory.groups, tenant)
+        groups = await in_thread(context, DIRECTORY, self.directory.groups, tenant)
         if any(g["name"] == group.name for g in groups):
             await context.abort(grpc.StatusCode.ALREADY_EXISTS, f"group.name: group {group.name} exists")
         await self._call(
@@ -165,7 +168,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: pb.ListAgentGroupsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentGroupsResponse:
         tenant = await self._scope(context, request.tenant)
-        rows = await asyncio.to_thread(self.directory.groups, tenant)
+        rows = await in_thread(context, DIRECTORY, self.directory.groups, tenant)
         return pb.ListAgentGroupsResponse(
             groups=[
                 pb.AgentGroup(name=r["name"], tenant=tenant, overflow_group=r["overflow_group"] or "")
@@ -182,7 +185,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         tenant = await self._scope(context, agent.tenant, field="agent.tenant")
         await _required(context, ("agent.username", agent.username), ("agent.group", agent.group))
         await self._tenant(context, tenant, field="agent.tenant")
-        if agent.username in await self._agent_groups(tenant):
+        if agent.username in await self._agent_groups(context, tenant):
             await context.abort(
                 grpc.StatusCode.ALREADY_EXISTS, f"agent.username: agent {agent.username} exists"
             )
@@ -202,7 +205,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.ListAgentsResponse:
         tenant = await self._scope(context, request.tenant)
         row = await self._tenant_row(context, tenant)
-        groups = await self._agent_groups(tenant)
+        groups = await self._agent_groups(context, tenant)
         agents = [
             pb.Agent(username=name, tenant=tenant, group=group, uri=f"sip:{name}@{row['domain']}")
             for name, group in sorted(groups.items())
@@ -216,7 +219,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         tenant = await self._scope(context, request.tenant)
         await _required(context, ("username", request.username))
         await self._tenant(context, tenant)
-        if request.username not in await self._agent_groups(tenant):
+        if request.username not in await self._agent_groups(context, tenant):
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"username: no agent {request.username} in {tenant}"
             )
@@ -230,7 +233,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         tenant = await self._scope(context, request.tenant)
         await _required(context, ("username", request.username))
         await self._tenant(context, tenant)
-        group = (await self._agent_groups(tenant)).get(request.username)
+        group = (await self._agent_groups(context, tenant)).get(request.username)
         if group is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND, f"username: no agent {request.username} in {tenant}"
@@ -257,7 +260,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         except ValueError as exc:
             await context.abort(INVALID, _config_message(exc))
-        known = {g["name"] for g in await asyncio.to_thread(self.directory.groups, tenant)}
+        known = {g["name"] for g in await in_thread(context, DIRECTORY, self.directory.groups, tenant)}
         for where, group in _referenced_groups(config):
             if group not in known:
                 await context.abort(
@@ -293,12 +296,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         principal: Principal = await self.auth.require(context)
         return await resolve_tenant(principal, requested, context, field=field)
 
-    async def _find_tenant(self, name: str) -> dict[str, Any] | None:
-        rows = await asyncio.to_thread(self.directory.tenants)
+    async def _find_tenant(self, context: grpc.aio.ServicerContext, name: str) -> dict[str, Any] | None:
+        rows = await in_thread(context, DIRECTORY, self.directory.tenants)
         return next((row for row in rows if row["name"] == name), None)
 
     async def _tenant_row(self, context: grpc.aio.ServicerContext, name: str, field: str = "tenant") -> dict:
-        row = await self._find_tenant(name)
+        row = await self._find_tenant(context, name)
         if row is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"{field}: no tenant {name}")
         assert row is not None
@@ -307,7 +310,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
     async def _tenant(self, context: grpc.aio.ServicerContext, name: str, field: str = "tenant") -> pb.Tenant:
         return _tenant_pb(await self._tenant_row(context, name, field))
 
-    async def _agent_groups(self, tenant: str) -> dict[str, str]:
+    async def _agent_groups(self, context: grpc.aio.ServicerContext, tenant: str) -> dict[str, str]:
         """User name -> group of each agent of `tenant` (the directory lists agents per group as AORs)."""
 
         def collect() -> dict[str, str]:
@@ -317,7 +320,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                     result[aor.removeprefix("sip:").rsplit("@", 1)[0]] = group["name"]
             return result
 
-        return await asyncio.to_thread(collect)
+        return await in_thread(context, DIRECTORY, collect)
 
     async def _call(
         self,
@@ -331,7 +334,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         from zhida.directory import DirectoryError
 
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await in_thread(context, DIRECTORY, function, *args, **kwargs)
         except DirectoryError as exc:
             reason = str(exc).split(": ", 1)[-1]
             await _abort(context, INVALID, f"{fields.get(exc.field, exc.field)}: {reason}")

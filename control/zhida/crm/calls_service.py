@@ -6,7 +6,6 @@ a FEEDBACK call event, so the record, the metrics and other watchers all learn i
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import grpc
 
 from zhida.crm import convert
 from zhida.crm.auth import TokenAuth, resolve_tenant
+from zhida.crm.errors import in_thread
 from zhida.events import CallEvent, CallEventKind, EventBus
 from zhida.store import CallStore, PageCursor
 from zhida.v1 import calls_pb2 as pb
@@ -27,6 +27,7 @@ DEFAULT_PAGE_SIZE = 50
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 MAX_CALL_ID = 128
 MAX_TEXT = 1000
+STORE = "call-record store"
 
 
 class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
@@ -70,14 +71,14 @@ class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
         principal = await self.auth.require(context)
         tenant = await resolve_tenant(principal, request.tenant, context)
         await _check_call_id(request.call_id, context)
-        row = await asyncio.to_thread(self.store.get_call, request.call_id)
+        row = await in_thread(context, STORE, self.store.get_call, request.call_id)
         if row is None or row.tenant != tenant:
             # The same answer for "unknown" and "another tenant's": a tenant cannot probe others' call ids.
             await context.abort(grpc.StatusCode.NOT_FOUND, f"call_id: no call {request.call_id} in {tenant}")
         assert row is not None
-        events = (
-            await asyncio.to_thread(self.store.get_events, row.call_id) if request.include_events else None
-        )
+        events = None
+        if request.include_events:
+            events = await in_thread(context, STORE, self.store.get_events, row.call_id)
         return convert.row_to_record(row, events)
 
     async def ListCalls(
@@ -107,8 +108,16 @@ class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
                 await context.abort(INVALID, "page_token: not issued by this server")
             if stamp != filters:
                 await context.abort(INVALID, "page_token: the filters differ from the first request's")
-        rows, next_cursor = await asyncio.to_thread(
-            self.store.list_calls, tenant, start=start, end=end, outcome=outcome, limit=limit, after=after
+        rows, next_cursor = await in_thread(
+            context,
+            STORE,
+            self.store.list_calls,
+            tenant,
+            start=start,
+            end=end,
+            outcome=outcome,
+            limit=limit,
+            after=after,
         )
         return pb.ListCallsResponse(
             calls=[convert.row_to_record(row) for row in rows],
@@ -131,7 +140,7 @@ class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
         for name in ("correct_group", "agent", "comment"):
             if len(getattr(feedback, name)) > MAX_TEXT:
                 await context.abort(INVALID, f"feedback.{name}: at most {MAX_TEXT} chars")
-        row = await asyncio.to_thread(self.store.get_call, request.call_id)
+        row = await in_thread(context, STORE, self.store.get_call, request.call_id)
         if row is None or row.tenant != tenant:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"call_id: no call {request.call_id} in {tenant}")
         assert row is not None
