@@ -95,3 +95,28 @@ def test_events_of_a_call_seen_mid_way_still_make_a_record(tmp_path):
     row = CallStore(engine).get_call("mid")
     assert row.tenant == "acme" and row.group == "repair" and row.outcome == "connected" and row.caller == ""
     recorder.close()
+
+
+def test_schema_and_queries_compile_for_postgresql():
+    """The store's DDL and its listing query as PostgreSQL would receive them (no server needed here)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex, CreateTable
+    from zhida.store import PageCursor
+    from zhida.store.models import Base
+    from zhida.store.queries import list_query
+
+    dialect = postgresql.dialect()
+    ddl = {t.name: str(CreateTable(t).compile(dialect=dialect)) for t in Base.metadata.sorted_tables}
+    assert list(ddl) == ["call_record", "call_event"]  # parents first
+    assert "words JSON" in ddl["call_record"] and "data JSON NOT NULL" in ddl["call_event"]
+    assert "REFERENCES call_record (call_id) ON DELETE CASCADE" in ddl["call_event"]
+    indexes = [
+        str(CreateIndex(i).compile(dialect=dialect)) for t in Base.metadata.sorted_tables for i in t.indexes
+    ]
+    assert any("ix_call_record_tenant_started" in i for i in indexes)
+    sql = str(
+        list_query(
+            "acme", start=1.0, end=2.0, outcome="connected", limit=10, after=PageCursor(1.5, "c")
+        ).compile(dialect=dialect)
+    )
+    assert "ORDER BY call_record.started_at DESC, call_record.call_id DESC" in sql and "LIMIT" in sql

@@ -6,7 +6,7 @@ import base64
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, Select, and_, or_, select
 from sqlalchemy.orm import sessionmaker
 
 from zhida.store.models import CallRow, EventRow
@@ -62,24 +62,37 @@ class CallStore:
     ) -> tuple[list[CallRow], PageCursor | None]:
         """One page of `tenant`'s calls with start <= started_at < end, newest first; the cursor of the next
         page, or None on the last one."""
-        query = select(CallRow).where(CallRow.tenant == tenant)
-        if start is not None:
-            query = query.where(CallRow.started_at >= start)
-        if end is not None:
-            query = query.where(CallRow.started_at < end)
-        if outcome:
-            query = query.where(CallRow.outcome == outcome)
-        if after is not None:
-            query = query.where(
-                or_(
-                    CallRow.started_at < after.started_at,
-                    and_(CallRow.started_at == after.started_at, CallRow.call_id < after.call_id),
-                )
-            )
-        query = query.order_by(CallRow.started_at.desc(), CallRow.call_id.desc()).limit(limit + 1)
+        query = list_query(tenant, start=start, end=end, outcome=outcome, limit=limit, after=after)
         with self._sessions() as session:
             rows = list(session.scalars(query))
         if len(rows) > limit:
             rows = rows[:limit]
             return rows, PageCursor(rows[-1].started_at, rows[-1].call_id)
         return rows, None
+
+
+def list_query(
+    tenant: str,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    outcome: str | None = None,
+    limit: int = 50,
+    after: PageCursor | None = None,
+) -> Select[tuple[CallRow]]:
+    """The keyset-paged listing (one row more than `limit`, to know whether a next page exists)."""
+    query = select(CallRow).where(CallRow.tenant == tenant)
+    if start is not None:
+        query = query.where(CallRow.started_at >= start)
+    if end is not None:
+        query = query.where(CallRow.started_at < end)
+    if outcome:
+        query = query.where(CallRow.outcome == outcome)
+    if after is not None:
+        query = query.where(
+            or_(
+                CallRow.started_at < after.started_at,
+                and_(CallRow.started_at == after.started_at, CallRow.call_id < after.call_id),
+            )
+        )
+    return query.order_by(CallRow.started_at.desc(), CallRow.call_id.desc()).limit(limit + 1)

@@ -98,8 +98,9 @@ class CallRecorder:
     def _write(self, events: list[CallEvent]) -> None:
         try:
             with self._sessions.begin() as session:
+                rows: dict[str, CallRow] = {}  # the batch's calls, so each is read at most once
                 for event in events:
-                    _apply(session, event)
+                    _apply(session, rows, event)
         except SQLAlchemyError as exc:
             RECORD_EVENTS_DROPPED.labels("db_error").inc(len(events))
             self._log_error("call-record store failed, %d events lost: %s", len(events), exc)
@@ -115,13 +116,14 @@ class CallRecorder:
             log.error(message, *args)
 
 
-def _apply(session: Session, event: CallEvent) -> None:
+def _apply(session: Session, rows: dict[str, CallRow], event: CallEvent) -> None:
     """Folds one event into its call's row and appends it to the timeline."""
-    row = session.get(CallRow, event.call_id)
+    row = rows.get(event.call_id) or session.get(CallRow, event.call_id)
     if row is None:
         # The first event seen may be a later one (recorder started mid-call): keep what arrives.
         row = CallRow(call_id=event.call_id, tenant=event.tenant, started_at=event.at, prompts=0)
         session.add(row)
+    rows[event.call_id] = row
     data = event.data
     kind = event.kind
     if kind is CallEventKind.STARTED:
@@ -168,7 +170,6 @@ def _apply(session: Session, event: CallEvent) -> None:
         row.feedback_at = event.at
     if kind is not CallEventKind.PARTIAL:  # partials would multiply the timeline for little value
         session.add(EventRow(call_id=event.call_id, kind=kind.value, at=event.at, data=_jsonable(data)))
-    session.flush()
 
 
 def _text(value: Any) -> str:
