@@ -36,7 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--chunk-size", type=int, default=None, help="decoding chunk in encoder frames of 40 ms (default 8)"
     )
-    serve.add_argument("--backend", choices=("paddle", "onnx"), default="paddle")
+    serve.add_argument(
+        "--backend",
+        choices=("paddle", "onnx", "onnx-int8"),
+        default="paddle",
+        help="chunked-encoder backend; onnx needs `zhida models export-onnx` first",
+    )
     serve.set_defaults(func=_serve)
 
     models = subparsers.add_parser("models", help="manage recognition models")

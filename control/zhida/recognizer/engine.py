@@ -248,12 +248,12 @@ class Recognizer:
         folder = ModelFolder.load(Path(model_dir))
         if backend == "paddle":
             impl: ChunkEncoderBackend = PaddleChunkEncoder(folder.build_model(), folder.fbank.n_mels)
-        elif backend == "onnx":
+        elif backend in ("onnx", "onnx-int8"):
             from zhida.recognizer.onnx import load_backend  # type: ignore[attr-defined]
 
-            impl = load_backend(folder)
+            impl = load_backend(folder, int8=backend == "onnx-int8")  # type: ignore[assignment]
         else:
-            raise ValueError(f"unknown backend {backend!r} (paddle or onnx)")
+            raise ValueError(f"unknown backend {backend!r} (paddle, onnx or onnx-int8)")
         return cls(folder, impl, config or EngineConfig())
 
     @property
