@@ -73,6 +73,7 @@ class _Entry:
     weight: float
     label: str  # the term as the operator wrote it, e.g. "维修" or "tag:ORG"
     kind: str
+    base: str  # WORD, PHRASE or TAG: the block the rule is written in
 
 
 def _merged(hand: dict[str, float], learned: dict[str, float]) -> dict[str, tuple[float, bool]]:
@@ -104,17 +105,17 @@ class Engine:
                 name = {WORD: "word", PHRASE: "phrase", TAG: "tag"}[kind]
                 for term, (weight, is_learned) in _merged(hand, learned).items():
                     prefix = "learned " if is_learned else ""
-                    self._add(kind, term, _Entry(i, weight, label_of(term), prefix + name))
+                    self._add(kind, term, _Entry(i, weight, label_of(term), prefix + name, kind))
                     if kind == TAG:
                         continue
                     if kind == PHRASE and not is_learned:
-                        self._add_sound(term, _Entry(i, weight * config.sound_match, term, "sound:" + term))
+                        self._add_sound(term, _Entry(i, weight * config.sound_match, term, "sound", kind))
                     # A synonym matches anywhere in the sentence: recognisers and LAC rarely agree on
                     # the word boundaries of colloquial variants.
                     for v in variants_of.get(term, ()):
-                        self._add(PHRASE, v, _Entry(i, weight, label_of(term), f"{prefix}synonym:{v}"))
+                        self._add(PHRASE, v, _Entry(i, weight, label_of(term), f"{prefix}synonym:{v}", kind))
                         if not is_learned:
-                            self._add_sound(v, _Entry(i, weight * config.sound_match, term, "sound:" + v))
+                            self._add_sound(v, _Entry(i, weight * config.sound_match, term, "sound", kind))
         self._neg_cues = tuple(c.lower() for c in config.negation.cues)
 
     def _add(self, kind: str, text: str, entry: _Entry) -> None:
@@ -148,15 +149,16 @@ class Engine:
         """Score of every route and the contributions behind it."""
         scores = list(self.bias)
         contribs: list[list[Contribution]] = [[] for _ in self.routes]
-        seen: set[tuple[int, str]] = set()
+        # A rule counts once, whether found as itself, as a synonym or by its sound.
+        seen: set[tuple[int, str, str]] = set()
         reverse = self.config.negation.effect == "reverse"
         for occ in occurrences(text, words, self.max_phrase, self._neg_cues, self.config.negation.window):
             entries = self._table.get((occ.kind, occ.text))
             if not entries:
                 continue
             for e in entries:
-                key = (e.route, e.label)
-                if key in seen:  # a term counts once, whether found as itself or as a synonym
+                key = (e.route, e.base, e.label)
+                if key in seen:
                     continue
                 seen.add(key)
                 weight, kind = e.weight, e.kind
@@ -169,7 +171,7 @@ class Engine:
             mask = negated_mask(text.lower(), self._neg_cues, self.config.negation.window)
             for entries, negated, heard in self._sound_occurrences(text, mask):
                 for e in entries:
-                    key = (e.route, e.label)
+                    key = (e.route, e.base, e.label)
                     if key in seen:
                         continue
                     seen.add(key)

@@ -115,7 +115,7 @@ def learn(
     base: TenantConfig | None = None,
     c_grid: Sequence[float] = (3.0, 10.0, 30.0),
     folds: int = 5,
-    max_wrong: float = 0.06,
+    max_wrong: float = 0.05,
     max_phrase: int = 3,
     prune: float = 0.02,
     source_name: str = "",

@@ -1,0 +1,165 @@
+"""Routing costs: LAC segmentation + rule scoring per decision, over gRPC, and learning time.
+
+    nice -n 10 python -m bench.routing_latency [--cpu 0] [--repeat 3] [--skip-learn]
+
+- decide: one sentence at a time, as the call controller asks (a partial or a final): LAC on the sentence,
+  then the tenant's engine.  Reported separately (segment, score) and together (decision), with p50/p99 and
+  decisions per second, pinned to one CPU core (`--cpu`), paddle limited to one thread.
+- sentences: the demo tenant's sentences and every prefix of them (partials), and, when the UnionPay data is
+  present (`$ZHIDA_SHARED_DATA/unionpay95516`), its test questions scored by a tenant learned from train.tsv
+  (~57k learned terms, the large case).
+- grpc: RoutingService.Route round trips over loopback to an in-process server (client and server share
+  the core budget of this process).
+- learn: wall time of `rules learn` on train.tsv (cross-validation of 3 C values, 5 folds, then the fit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def _summary(ms: list[float]) -> dict[str, float]:
+    return {
+        "n": len(ms),
+        "p50_ms": round(_pct(ms, 0.50), 3),
+        "p99_ms": round(_pct(ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "per_s": round(1000.0 / statistics.fmean(ms), 1),
+    }
+
+
+def bench_decisions(store: Any, tenant: str, texts: list[str], repeat: int) -> dict[str, Any]:
+    rules = store.get(tenant)
+    analyzer = store.analyzer
+    for t in texts[:20]:  # warm up
+        rules.engine.decide(t, analyzer.analyze(t, rules.dictionary))
+    seg, score, total = [], [], []
+    for _ in range(repeat):
+        for t in texts:
+            t0 = time.perf_counter()
+            words = analyzer.analyze(t, rules.dictionary)
+            t1 = time.perf_counter()
+            rules.engine.decide(t, words, attempt=1)
+            t2 = time.perf_counter()
+            seg.append((t1 - t0) * 1000)
+            score.append((t2 - t1) * 1000)
+            total.append((t2 - t0) * 1000)
+    # Batched segmentation, for offline work (eval, learning).
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), 64):
+        analyzer.analyze_many(texts[i : i + 64], rules.dictionary)
+    batched = len(texts) / (time.perf_counter() - t0)
+    return {
+        "sentences": len(texts),
+        "mean_chars": round(statistics.fmean(len(t) for t in texts), 1),
+        "segment": _summary(seg),
+        "score": _summary(score),
+        "decision": _summary(total),
+        "segment_batched_per_s": round(batched, 1),
+    }
+
+
+def bench_grpc(tenants_dir: Path, tenant: str, texts: list[str], repeat: int) -> dict[str, Any]:
+    import grpc
+    from zhida.routing.server import serve
+    from zhida.v1 import routing_pb2 as pb
+    from zhida.v1 import routing_pb2_grpc as pb_grpc
+
+    server = serve("127.0.0.1:0", tenants_dir, watch_interval=None, max_workers=2)
+    try:
+        with grpc.insecure_channel(server.address) as ch:
+            stub = pb_grpc.RoutingServiceStub(ch)
+            for t in texts[:20]:
+                stub.Route(pb.RouteRequest(tenant=tenant, text=t), timeout=10)
+            ms = []
+            for _ in range(repeat):
+                for t in texts:
+                    t0 = time.perf_counter()
+                    stub.Route(pb.RouteRequest(tenant=tenant, text=t, attempt=1), timeout=10)
+                    ms.append((time.perf_counter() - t0) * 1000)
+    finally:
+        server.stop(0.5)
+    return _summary(ms)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cpu", type=int, default=0, help="pin to this CPU core (-1: no pinning)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-learn", action="store_true")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    args = ap.parse_args()
+
+    if args.cpu >= 0:
+        os.sched_setaffinity(0, {args.cpu})
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    from zhida.routing.dataset import read_tsv
+    from zhida.routing.learn import learn
+    from zhida.routing.store import TenantStore, packaged_demo_dir
+    from zhida.understanding import get_analyzer
+
+    analyzer = get_analyzer()
+    analyzer.load()
+    data = Path(os.environ.get("ZHIDA_SHARED_DATA", REPO.parent / "shared" / "data")) / "unionpay95516"
+    result: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "pinned_cpu": args.cpu,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tenants = Path(tmp) / "tenants"
+        tenants.mkdir()
+        (tenants / "demo.yaml").write_text((packaged_demo_dir() / "demo.yaml").read_text("utf-8"), "utf-8")
+        if (data / "train.tsv").is_file():
+            t0 = time.perf_counter()
+            if args.skip_learn:
+                text, report = learn(read_tsv(data / "train.tsv"), "unionpay", analyzer, c_grid=(30.0,))
+            else:
+                text, report = learn(read_tsv(data / "train.tsv"), "unionpay", analyzer)
+            result["learn"] = {
+                "seconds": round(time.perf_counter() - t0, 1),
+                "c_grid": "30 only" if args.skip_learn else "3,10,30",
+                "examples": report.examples,
+                "terms_written": report.terms_written,
+            }
+            (tenants / "unionpay.yaml").write_text(text, "utf-8")
+        store = TenantStore(tenants, analyzer)
+        t0 = time.perf_counter()
+        errors = store.reload_all()
+        result["load_tenants_s"] = round(time.perf_counter() - t0, 2)
+        assert not errors, errors
+
+        demo = [
+            r.split("\t")[0]
+            for r in (REPO / "control/zhida/demo/sentences.tsv").read_text("utf-8").splitlines()[1:]
+        ]
+        partials = [s[:n] for s in demo for n in range(1, len(s) + 1)]
+        result["demo_finals"] = bench_decisions(store, "demo", demo, args.repeat * 10)
+        result["demo_partials"] = bench_decisions(store, "demo", partials, args.repeat)
+        result["grpc_demo_partials"] = bench_grpc(tenants, "demo", partials, args.repeat)
+        if "unionpay" in store.tenants():
+            questions = [e.text for e in read_tsv(data / "test.tsv")]
+            result["unionpay_learned"] = bench_decisions(store, "unionpay", questions, args.repeat)
+    text = json.dumps(result, ensure_ascii=False, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", "utf-8")
+
+
+if __name__ == "__main__":
+    main()
