@@ -67,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lst = msub.add_parser("list", help="list the models `pull` knows")
     lst.set_defaults(func=_list)
 
+    try:  # `models export-onnx` lives with the ONNX backend (a light import: argparse only)
+        from zhida.recognizer.onnx.cli import add_export_command
+    except ImportError:
+        return
+    add_export_command(msub)
+
 
 def _serve(args: argparse.Namespace) -> int:
     from zhida.recognizer.modelfolder import ModelError
