@@ -95,7 +95,8 @@ async def delivery(watchers: int, calls: int, tmp: Path, rate: float) -> dict:
 
             async def consume(stream) -> None:
                 seen = 0
-                async for event in stream:
+                async for response in stream:
+                    event = response.event
                     latencies.append(time.perf_counter() - published[(event.call_id, event.kind)])
                     seen += 1
                     if seen == expected:

@@ -85,7 +85,8 @@ async def watch(args: argparse.Namespace) -> int:
         await stream.initial_metadata()  # the subscription is in place
         print("watching calls", flush=True)
         seen = 0
-        async for event in stream:
+        async for response in stream:
+            event = response.event
             text = screen_pop(event, transcripts, callers)
             if text:
                 print(text, flush=True)

@@ -38,7 +38,7 @@ async def test_tenant_number_group_agent_lifecycle(admin, crm_tokens, crm_direct
         metadata=bearer(crm_tokens.admin),
     )
 
-    tenant = await admin.GetTenant(pb.GetTenantRequest(), metadata=acme)
+    tenant = (await admin.GetTenant(pb.GetTenantRequest(), metadata=acme)).tenant
     assert (tenant.name, tenant.domain, tenant.fallback_group) == ("acme", "acme.example", "operator")
     numbers = await admin.ListNumbers(pb.ListNumbersRequest(), metadata=acme)
     assert [(n.number, n.tenant) for n in numbers.numbers] == [("4008001234", "acme")]

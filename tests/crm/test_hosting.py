@@ -58,13 +58,13 @@ async def test_attach_to_controller(tmp_path, monkeypatch):
             await asyncio.wait_for(watch.initial_metadata(), 5)
             for event in scripted_call("hosted-1", "acme"):
                 bus.publish(event)
-            first = await asyncio.wait_for(watch.read(), 5)
+            first = (await asyncio.wait_for(watch.read(), 5)).event
             assert first.call_id == "hosted-1" and first.kind == pb.CALL_EVENT_KIND_STARTED
             watch.cancel()
             assert await asyncio.to_thread(hosted.recorder.flush, 5)
-            record = await stub.GetCall(
-                pb.GetCallRequest(call_id="hosted-1"), metadata=bearer(tokens["acme"])
-            )
+            record = (
+                await stub.GetCall(pb.GetCallRequest(call_id="hosted-1"), metadata=bearer(tokens["acme"]))
+            ).call
             assert record.decision.group == "repair"
         assert (tmp_path / "run" / "data" / "zhida.db").exists()
 

@@ -42,9 +42,11 @@ async def test_stored_record_of_a_call(crm_api, calls, crm_tokens, publish_call)
     events = publish_call(crm_api.bus, "call-rec", "acme", start=1_800_000_000.0)
     await settle(crm_api)
 
-    record = await calls.GetCall(
-        pb.GetCallRequest(call_id="call-rec", include_events=True), metadata=bearer(crm_tokens.acme)
-    )
+    record = (
+        await calls.GetCall(
+            pb.GetCallRequest(call_id="call-rec", include_events=True), metadata=bearer(crm_tokens.acme)
+        )
+    ).call
     assert record.tenant == "acme" and record.started.caller == "13800138000"
     assert record.start_time.seconds == 1_800_000_000
     assert record.transcript.text == "我家的空调坏了" and [w.tag for w in record.transcript.words] == [
@@ -69,9 +71,9 @@ async def test_stored_record_of_a_call(crm_api, calls, crm_tokens, publish_call)
         pb.CALL_EVENT_KIND_ENDED,
     ]
 
-    without_events = await calls.GetCall(
-        pb.GetCallRequest(call_id="call-rec"), metadata=bearer(crm_tokens.acme)
-    )
+    without_events = (
+        await calls.GetCall(pb.GetCallRequest(call_id="call-rec"), metadata=bearer(crm_tokens.acme))
+    ).call
     assert len(without_events.events) == 0
 
 
@@ -90,11 +92,13 @@ async def test_feedback_is_recorded_and_streamed(crm_api, calls, crm_tokens, pub
         ),
         metadata=bearer(crm_tokens.acme),
     )
-    streamed = await asyncio.wait_for(watch.read(), 5)
+    streamed = (await asyncio.wait_for(watch.read(), 5)).event
     watch.cancel()
     assert streamed.feedback.correct_group == "billing" and streamed.feedback.agent == "acme-crm"
     await settle(crm_api)
-    record = await calls.GetCall(pb.GetCallRequest(call_id="call-fb"), metadata=bearer(crm_tokens.acme))
+    record = (
+        await calls.GetCall(pb.GetCallRequest(call_id="call-fb"), metadata=bearer(crm_tokens.acme))
+    ).call
     assert record.feedback.correct is False and record.feedback.correct_group == "billing"
     assert record.feedback.comment == "asked for a bill" and record.HasField("feedback_time")
 
@@ -161,9 +165,11 @@ async def test_tenant_cannot_read_another_tenants_calls(crm_api, calls, crm_toke
     )
     assert (await calls.ListCalls(pb.ListCallsRequest(), metadata=acme)).calls == []
     # The admin token reads any tenant it names.
-    record = await calls.GetCall(
-        pb.GetCallRequest(call_id="globex-secret", tenant="globex"), metadata=bearer(crm_tokens.admin)
-    )
+    record = (
+        await calls.GetCall(
+            pb.GetCallRequest(call_id="globex-secret", tenant="globex"), metadata=bearer(crm_tokens.admin)
+        )
+    ).call
     assert record.tenant == "globex"
 
 
@@ -239,6 +245,6 @@ async def test_lost_store_is_unavailable_not_a_crash(crm_api, calls, crm_tokens,
     watch = calls.WatchCalls(pb.WatchCallsRequest(), metadata=acme)
     await asyncio.wait_for(watch.initial_metadata(), 5)
     publish_call(crm_api.bus, "after-loss", "acme")
-    first = await asyncio.wait_for(watch.read(), 5)
+    first = (await asyncio.wait_for(watch.read(), 5)).event
     assert first.call_id == "after-loss"
     watch.cancel()

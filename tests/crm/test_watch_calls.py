@@ -35,8 +35,8 @@ async def open_watch(channel, token: str, **request):
 
 async def take(call, count: int) -> list[pb.CallEvent]:
     events = []
-    async for event in call:
-        events.append(event)
+    async for response in call:
+        events.append(response.event)
         if len(events) == count:
             break
     return events

@@ -47,7 +47,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     async def CreateTenant(
         self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext
-    ) -> pb.Tenant:
+    ) -> pb.CreateTenantResponse:
         principal = await self.auth.require(context)
         await require_admin(principal, context)
         tenant = request.tenant
@@ -68,11 +68,11 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             fallback_group=tenant.fallback_group,
         )
         log.info("%s created tenant %s", principal.name, tenant.name)
-        return await self._tenant(context, tenant.name)
+        return pb.CreateTenantResponse(tenant=await self._tenant(context, tenant.name))
 
     async def UpdateTenant(
         self, request: pb.UpdateTenantRequest, context: grpc.aio.ServicerContext
-    ) -> pb.Tenant:
+    ) -> pb.UpdateTenantResponse:
         principal = await self.auth.require(context)
         await require_admin(principal, context)
         tenant = request.tenant
@@ -92,12 +92,14 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             fallback_group=tenant.fallback_group,
         )
         log.info("%s updated tenant %s", principal.name, tenant.name)
-        return await self._tenant(context, tenant.name)
+        return pb.UpdateTenantResponse(tenant=await self._tenant(context, tenant.name))
 
-    async def GetTenant(self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext) -> pb.Tenant:
+    async def GetTenant(
+        self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTenantResponse:
         principal = await self.auth.require(context)
         name = await resolve_tenant(principal, request.name, context, field="name")
-        return await self._tenant(context, name)
+        return pb.GetTenantResponse(tenant=await self._tenant(context, name))
 
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: grpc.aio.ServicerContext
@@ -110,7 +112,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     # -- numbers -----------------------------------------------------------------------------------------
 
-    async def AddNumber(self, request: pb.AddNumberRequest, context: grpc.aio.ServicerContext) -> pb.Number:
+    async def AddNumber(
+        self, request: pb.AddNumberRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AddNumberResponse:
         principal = await self.auth.require(context)
         await require_admin(principal, context)
         number = request.number
@@ -131,7 +135,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             number.tenant,
         )
         log.info("%s assigned %s to %s", principal.name, number.number, number.tenant)
-        return pb.Number(number=number.number, tenant=number.tenant)
+        return pb.AddNumberResponse(number=pb.Number(number=number.number, tenant=number.tenant))
 
     async def ListNumbers(
         self, request: pb.ListNumbersRequest, context: grpc.aio.ServicerContext
@@ -146,7 +150,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     async def CreateAgentGroup(
         self, request: pb.CreateAgentGroupRequest, context: grpc.aio.ServicerContext
-    ) -> pb.AgentGroup:
+    ) -> pb.CreateAgentGroupResponse:
         group = request.group
         tenant = await self._scope(context, group.tenant, field="group.tenant")
         await _required(context, ("group.name", group.name))
@@ -162,7 +166,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             group.name,
             overflow_group=group.overflow_group or None,
         )
-        return pb.AgentGroup(name=group.name, tenant=tenant, overflow_group=group.overflow_group)
+        return pb.CreateAgentGroupResponse(
+            group=pb.AgentGroup(name=group.name, tenant=tenant, overflow_group=group.overflow_group)
+        )
 
     async def ListAgentGroups(
         self, request: pb.ListAgentGroupsRequest, context: grpc.aio.ServicerContext
@@ -198,7 +204,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             agent.username,
         )
         log.info("created agent %s of %s", credentials.aor, tenant)
-        return _credentials_pb(tenant, credentials)
+        agent_pb, credentials_pb = _credentials_pb(tenant, credentials)
+        return pb.CreateAgentResponse(agent=agent_pb, credentials=credentials_pb)
 
     async def ListAgents(
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
@@ -229,7 +236,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     async def ResetAgentPassword(
         self, request: pb.ResetAgentPasswordRequest, context: grpc.aio.ServicerContext
-    ) -> pb.CreateAgentResponse:
+    ) -> pb.ResetAgentPasswordResponse:
         tenant = await self._scope(context, request.tenant)
         await _required(context, ("username", request.username))
         await self._tenant(context, tenant)
@@ -242,7 +249,8 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             context, {"username": "username"}, self.directory.add_agent, tenant, group, request.username
         )
         log.info("new password for agent %s of %s", credentials.aor, tenant)
-        return _credentials_pb(tenant, credentials)
+        agent_pb, credentials_pb = _credentials_pb(tenant, credentials)
+        return pb.ResetAgentPasswordResponse(agent=agent_pb, credentials=credentials_pb)
 
     # -- routing configs ---------------------------------------------------------------------------------
 
@@ -362,12 +370,10 @@ def _tenant_pb(row: dict[str, Any]) -> pb.Tenant:
     return pb.Tenant(name=row["name"], domain=row["domain"], fallback_group=row["fallback_group"])
 
 
-def _credentials_pb(tenant: str, credentials: Any) -> pb.CreateAgentResponse:
-    return pb.CreateAgentResponse(
-        agent=pb.Agent(
-            username=credentials.username, tenant=tenant, group=credentials.group, uri=credentials.aor
-        ),
-        credentials=pb.SipCredentials(
+def _credentials_pb(tenant: str, credentials: Any) -> tuple[pb.Agent, pb.SipCredentials]:
+    return (
+        pb.Agent(username=credentials.username, tenant=tenant, group=credentials.group, uri=credentials.aor),
+        pb.SipCredentials(
             username=credentials.username,
             password=credentials.password,
             domain=credentials.domain,

@@ -38,7 +38,7 @@ class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
 
     async def WatchCalls(
         self, request: pb.WatchCallsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.CallEvent]:
+    ) -> AsyncIterator[pb.WatchCallsResponse]:
         principal = await self.auth.require(context)
         tenant = await resolve_tenant(principal, request.tenant, context)
         wanted: set[int] = set()
@@ -63,11 +63,13 @@ class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
                 if wanted and kind not in wanted:
                     continue
                 sequence += 1
-                yield convert.event_to_pb(event, sequence)
+                yield pb.WatchCallsResponse(event=convert.event_to_pb(event, sequence))
         finally:
             self.bus.unsubscribe(queue)
 
-    async def GetCall(self, request: pb.GetCallRequest, context: grpc.aio.ServicerContext) -> pb.CallRecord:
+    async def GetCall(
+        self, request: pb.GetCallRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCallResponse:
         principal = await self.auth.require(context)
         tenant = await resolve_tenant(principal, request.tenant, context)
         await _check_call_id(request.call_id, context)
@@ -79,7 +81,7 @@ class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
         events = None
         if request.include_events:
             events = await in_thread(context, STORE, self.store.get_events, row.call_id)
-        return convert.row_to_record(row, events)
+        return pb.GetCallResponse(call=convert.row_to_record(row, events))
 
     async def ListCalls(
         self, request: pb.ListCallsRequest, context: grpc.aio.ServicerContext

@@ -22,7 +22,19 @@ class CreateTenantRequest(_message.Message):
     tenant: Tenant
     def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
 
+class CreateTenantResponse(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
+
 class UpdateTenantRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
+
+class UpdateTenantResponse(_message.Message):
     __slots__ = ("tenant",)
     TENANT_FIELD_NUMBER: _ClassVar[int]
     tenant: Tenant
@@ -33,6 +45,12 @@ class GetTenantRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetTenantResponse(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
 
 class ListTenantsRequest(_message.Message):
     __slots__ = ()
@@ -53,6 +71,12 @@ class Number(_message.Message):
     def __init__(self, number: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class AddNumberRequest(_message.Message):
+    __slots__ = ("number",)
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    number: Number
+    def __init__(self, number: _Optional[_Union[Number, _Mapping]] = ...) -> None: ...
+
+class AddNumberResponse(_message.Message):
     __slots__ = ("number",)
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     number: Number
@@ -81,6 +105,12 @@ class AgentGroup(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tenant: _Optional[str] = ..., overflow_group: _Optional[str] = ...) -> None: ...
 
 class CreateAgentGroupRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: AgentGroup
+    def __init__(self, group: _Optional[_Union[AgentGroup, _Mapping]] = ...) -> None: ...
+
+class CreateAgentGroupResponse(_message.Message):
     __slots__ = ("group",)
     GROUP_FIELD_NUMBER: _ClassVar[int]
     group: AgentGroup
@@ -169,6 +199,14 @@ class ResetAgentPasswordRequest(_message.Message):
     tenant: str
     username: str
     def __init__(self, tenant: _Optional[str] = ..., username: _Optional[str] = ...) -> None: ...
+
+class ResetAgentPasswordResponse(_message.Message):
+    __slots__ = ("agent", "credentials")
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    agent: Agent
+    credentials: SipCredentials
+    def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ..., credentials: _Optional[_Union[SipCredentials, _Mapping]] = ...) -> None: ...
 
 class UploadRoutingConfigRequest(_message.Message):
     __slots__ = ("tenant", "config_yaml", "validate_only")

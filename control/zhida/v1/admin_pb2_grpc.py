@@ -51,17 +51,17 @@ class AdminServiceStub:
         self.CreateTenant = channel.unary_unary(
                 '/zhida.v1.AdminService/CreateTenant',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+                response_deserializer=zhida_dot_v1_dot_admin__pb2.CreateTenantResponse.FromString,
                 _registered_method=True)
         self.UpdateTenant = channel.unary_unary(
                 '/zhida.v1.AdminService/UpdateTenant',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.UpdateTenantRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+                response_deserializer=zhida_dot_v1_dot_admin__pb2.UpdateTenantResponse.FromString,
                 _registered_method=True)
         self.GetTenant = channel.unary_unary(
                 '/zhida.v1.AdminService/GetTenant',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.GetTenantRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+                response_deserializer=zhida_dot_v1_dot_admin__pb2.GetTenantResponse.FromString,
                 _registered_method=True)
         self.ListTenants = channel.unary_unary(
                 '/zhida.v1.AdminService/ListTenants',
@@ -71,7 +71,7 @@ class AdminServiceStub:
         self.AddNumber = channel.unary_unary(
                 '/zhida.v1.AdminService/AddNumber',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.AddNumberRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.Number.FromString,
+                response_deserializer=zhida_dot_v1_dot_admin__pb2.AddNumberResponse.FromString,
                 _registered_method=True)
         self.ListNumbers = channel.unary_unary(
                 '/zhida.v1.AdminService/ListNumbers',
@@ -81,7 +81,7 @@ class AdminServiceStub:
         self.CreateAgentGroup = channel.unary_unary(
                 '/zhida.v1.AdminService/CreateAgentGroup',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.CreateAgentGroupRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.AgentGroup.FromString,
+                response_deserializer=zhida_dot_v1_dot_admin__pb2.CreateAgentGroupResponse.FromString,
                 _registered_method=True)
         self.ListAgentGroups = channel.unary_unary(
                 '/zhida.v1.AdminService/ListAgentGroups',
@@ -106,7 +106,7 @@ class AdminServiceStub:
         self.ResetAgentPassword = channel.unary_unary(
                 '/zhida.v1.AdminService/ResetAgentPassword',
                 request_serializer=zhida_dot_v1_dot_admin__pb2.ResetAgentPasswordRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_admin__pb2.CreateAgentResponse.FromString,
+                response_deserializer=zhida_dot_v1_dot_admin__pb2.ResetAgentPasswordResponse.FromString,
                 _registered_method=True)
         self.UploadRoutingConfig = channel.unary_unary(
                 '/zhida.v1.AdminService/UploadRoutingConfig',
@@ -227,17 +227,17 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'CreateTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTenant,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.CreateTenantRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_admin__pb2.CreateTenantResponse.SerializeToString,
             ),
             'UpdateTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateTenant,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.UpdateTenantRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_admin__pb2.UpdateTenantResponse.SerializeToString,
             ),
             'GetTenant': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTenant,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.GetTenantRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.Tenant.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_admin__pb2.GetTenantResponse.SerializeToString,
             ),
             'ListTenants': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTenants,
@@ -247,7 +247,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'AddNumber': grpc.unary_unary_rpc_method_handler(
                     servicer.AddNumber,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.AddNumberRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.Number.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_admin__pb2.AddNumberResponse.SerializeToString,
             ),
             'ListNumbers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNumbers,
@@ -257,7 +257,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'CreateAgentGroup': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateAgentGroup,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.CreateAgentGroupRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.AgentGroup.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_admin__pb2.CreateAgentGroupResponse.SerializeToString,
             ),
             'ListAgentGroups': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgentGroups,
@@ -282,7 +282,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
             'ResetAgentPassword': grpc.unary_unary_rpc_method_handler(
                     servicer.ResetAgentPassword,
                     request_deserializer=zhida_dot_v1_dot_admin__pb2.ResetAgentPasswordRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_admin__pb2.CreateAgentResponse.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_admin__pb2.ResetAgentPasswordResponse.SerializeToString,
             ),
             'UploadRoutingConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.UploadRoutingConfig,
@@ -330,7 +330,7 @@ class AdminService:
             target,
             '/zhida.v1.AdminService/CreateTenant',
             zhida_dot_v1_dot_admin__pb2.CreateTenantRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+            zhida_dot_v1_dot_admin__pb2.CreateTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -357,7 +357,7 @@ class AdminService:
             target,
             '/zhida.v1.AdminService/UpdateTenant',
             zhida_dot_v1_dot_admin__pb2.UpdateTenantRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+            zhida_dot_v1_dot_admin__pb2.UpdateTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -384,7 +384,7 @@ class AdminService:
             target,
             '/zhida.v1.AdminService/GetTenant',
             zhida_dot_v1_dot_admin__pb2.GetTenantRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.Tenant.FromString,
+            zhida_dot_v1_dot_admin__pb2.GetTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -438,7 +438,7 @@ class AdminService:
             target,
             '/zhida.v1.AdminService/AddNumber',
             zhida_dot_v1_dot_admin__pb2.AddNumberRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.Number.FromString,
+            zhida_dot_v1_dot_admin__pb2.AddNumberResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -492,7 +492,7 @@ class AdminService:
             target,
             '/zhida.v1.AdminService/CreateAgentGroup',
             zhida_dot_v1_dot_admin__pb2.CreateAgentGroupRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.AgentGroup.FromString,
+            zhida_dot_v1_dot_admin__pb2.CreateAgentGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -627,7 +627,7 @@ class AdminService:
             target,
             '/zhida.v1.AdminService/ResetAgentPassword',
             zhida_dot_v1_dot_admin__pb2.ResetAgentPasswordRequest.SerializeToString,
-            zhida_dot_v1_dot_admin__pb2.CreateAgentResponse.FromString,
+            zhida_dot_v1_dot_admin__pb2.ResetAgentPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

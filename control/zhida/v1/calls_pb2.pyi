@@ -213,6 +213,12 @@ class WatchCallsRequest(_message.Message):
     include_partials: bool
     def __init__(self, tenant: _Optional[str] = ..., kinds: _Optional[_Iterable[_Union[CallEventKind, str]]] = ..., include_partials: _Optional[bool] = ...) -> None: ...
 
+class WatchCallsResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: CallEvent
+    def __init__(self, event: _Optional[_Union[CallEvent, _Mapping]] = ...) -> None: ...
+
 class GetCallRequest(_message.Message):
     __slots__ = ("call_id", "tenant", "include_events")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -222,6 +228,12 @@ class GetCallRequest(_message.Message):
     tenant: str
     include_events: bool
     def __init__(self, call_id: _Optional[str] = ..., tenant: _Optional[str] = ..., include_events: _Optional[bool] = ...) -> None: ...
+
+class GetCallResponse(_message.Message):
+    __slots__ = ("call",)
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    call: CallRecord
+    def __init__(self, call: _Optional[_Union[CallRecord, _Mapping]] = ...) -> None: ...
 
 class CallRecord(_message.Message):
     __slots__ = ("call_id", "tenant", "started", "start_time", "end_time", "transcript", "decision", "decision_time", "agent", "answer_time", "ended", "feedback", "feedback_time", "events")

@@ -44,12 +44,12 @@ class CallEventServiceStub:
         self.WatchCalls = channel.unary_stream(
                 '/zhida.v1.CallEventService/WatchCalls',
                 request_serializer=zhida_dot_v1_dot_calls__pb2.WatchCallsRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_calls__pb2.CallEvent.FromString,
+                response_deserializer=zhida_dot_v1_dot_calls__pb2.WatchCallsResponse.FromString,
                 _registered_method=True)
         self.GetCall = channel.unary_unary(
                 '/zhida.v1.CallEventService/GetCall',
                 request_serializer=zhida_dot_v1_dot_calls__pb2.GetCallRequest.SerializeToString,
-                response_deserializer=zhida_dot_v1_dot_calls__pb2.CallRecord.FromString,
+                response_deserializer=zhida_dot_v1_dot_calls__pb2.GetCallResponse.FromString,
                 _registered_method=True)
         self.ListCalls = channel.unary_unary(
                 '/zhida.v1.CallEventService/ListCalls',
@@ -119,12 +119,12 @@ def add_CallEventServiceServicer_to_server(servicer, server):
             'WatchCalls': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchCalls,
                     request_deserializer=zhida_dot_v1_dot_calls__pb2.WatchCallsRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_calls__pb2.CallEvent.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_calls__pb2.WatchCallsResponse.SerializeToString,
             ),
             'GetCall': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCall,
                     request_deserializer=zhida_dot_v1_dot_calls__pb2.GetCallRequest.FromString,
-                    response_serializer=zhida_dot_v1_dot_calls__pb2.CallRecord.SerializeToString,
+                    response_serializer=zhida_dot_v1_dot_calls__pb2.GetCallResponse.SerializeToString,
             ),
             'ListCalls': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCalls,
@@ -170,7 +170,7 @@ class CallEventService:
             target,
             '/zhida.v1.CallEventService/WatchCalls',
             zhida_dot_v1_dot_calls__pb2.WatchCallsRequest.SerializeToString,
-            zhida_dot_v1_dot_calls__pb2.CallEvent.FromString,
+            zhida_dot_v1_dot_calls__pb2.WatchCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -197,7 +197,7 @@ class CallEventService:
             target,
             '/zhida.v1.CallEventService/GetCall',
             zhida_dot_v1_dot_calls__pb2.GetCallRequest.SerializeToString,
-            zhida_dot_v1_dot_calls__pb2.CallRecord.FromString,
+            zhida_dot_v1_dot_calls__pb2.GetCallResponse.FromString,
             options,
             channel_credentials,
             insecure,
