@@ -49,7 +49,13 @@ def scripted_call(call_id: str, tenant: str, *, start: float | None = None) -> l
         (
             2.1,
             CallEventKind.FINAL,
-            {"transcript": "我家的空调坏了", "confidence": 0.91, "words": words, "first_partial_ms": 320},
+            {
+                "transcript": "我家的空调坏了",
+                "confidence": 0.91,
+                "words": words,
+                "first_partial_ms": 320,
+                "basis": "final",
+            },
         ),
         (
             2.2,
@@ -65,7 +71,15 @@ def scripted_call(call_id: str, tenant: str, *, start: float | None = None) -> l
                 "agents": ["sip:alice@acme.example", "sip:bob@acme.example"],
             },
         ),
-        (2.21, CallEventKind.RINGING, {"agent": "sip:alice@acme.example", "decision_to_ringing_ms": 6}),
+        (
+            2.21,
+            CallEventKind.RINGING,
+            {
+                "agent": "sip:alice@acme.example",
+                "contact": "sip:alice@192.0.2.10:5062",
+                "decision_to_ringing_ms": 6,
+            },
+        ),
         (4.0, CallEventKind.ANSWERED, {"agent": "sip:alice@acme.example"}),
         (
             60.0,

@@ -59,12 +59,13 @@ async def test_full_event_sequence(crm_api, crm_channel, crm_tokens, publish_cal
     assert partial.transcript.text == "我家的空调" and partial.transcript.audio_offset_ms == 900
     assert final.transcript.text == "我家的空调坏了"
     assert [w.text for w in final.transcript.words] == ["空调", "坏", "了"]
-    assert final.transcript.first_partial_ms == 320
+    assert final.transcript.first_partial_ms == 320 and final.transcript.basis == "final"
     assert decision.decision.kind == pb.ROUTING_DECISION_KIND_ROUTE
     assert decision.decision.group == "repair" and decision.decision.confidence == pytest.approx(0.88)
     assert [(t.term, t.weight) for t in decision.decision.explanation] == [("空调", 2.0), ("坏", 1.5)]
     assert list(decision.decision.agents) == ["sip:alice@acme.example", "sip:bob@acme.example"]
     assert ringing.ringing.agent == "sip:alice@acme.example" and ringing.ringing.decision_to_ringing_ms == 6
+    assert ringing.ringing.contact == "sip:alice@192.0.2.10:5062"
     assert answered.answered.agent == "sip:alice@acme.example"
     assert ended.ended.outcome == pb.CALL_OUTCOME_CONNECTED and ended.ended.duration_seconds == 60.0
 

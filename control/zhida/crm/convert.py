@@ -37,6 +37,7 @@ DECISION_TO_PB = {
     "fallback": pb.ROUTING_DECISION_KIND_FALLBACK,
     "after_hours": pb.ROUTING_DECISION_KIND_AFTER_HOURS,
     "timeout": pb.ROUTING_DECISION_KIND_TIMEOUT,
+    "no_input": pb.ROUTING_DECISION_KIND_NO_INPUT,
 }
 
 
@@ -98,6 +99,7 @@ def _fill_detail(message: pb.CallEvent, kind: CallEventKind, data: dict[str, Any
                 data.get("confidence"),
                 data.get("words"),
                 data.get("first_partial_ms"),
+                data.get("basis"),
             )
         )
     elif kind is CallEventKind.DECISION:
@@ -105,7 +107,9 @@ def _fill_detail(message: pb.CallEvent, kind: CallEventKind, data: dict[str, Any
     elif kind is CallEventKind.RINGING:
         message.ringing.CopyFrom(
             pb.AgentRinging(
-                agent=_s(data.get("agent")), decision_to_ringing_ms=_u(data.get("decision_to_ringing_ms"))
+                agent=_s(data.get("agent")),
+                decision_to_ringing_ms=_u(data.get("decision_to_ringing_ms")),
+                contact=_s(data.get("contact")),
             )
         )
     elif kind is CallEventKind.ANSWERED:
@@ -129,12 +133,15 @@ def _fill_detail(message: pb.CallEvent, kind: CallEventKind, data: dict[str, Any
         )
 
 
-def _transcript(text: Any, confidence: Any, words: Any, first_partial_ms: Any) -> pb.Transcript:
+def _transcript(
+    text: Any, confidence: Any, words: Any, first_partial_ms: Any, basis: Any = None
+) -> pb.Transcript:
     return pb.Transcript(
         text=_s(text),
         confidence=_f(confidence),
         words=[pb.TranscriptWord(text=_s(w.get("text")), tag=_s(w.get("tag"))) for w in _dicts(words)],
         first_partial_ms=_u(first_partial_ms),
+        basis=_s(basis),
     )
 
 
@@ -180,7 +187,13 @@ def row_to_record(row: CallRow, events: list[EventRow] | None = None) -> pb.Call
         )
     if row.transcript is not None:
         record.transcript.CopyFrom(
-            _transcript(row.transcript, row.transcript_confidence, row.words, row.first_partial_ms)
+            _transcript(
+                row.transcript,
+                row.transcript_confidence,
+                row.words,
+                row.first_partial_ms,
+                row.transcript_basis,
+            )
         )
     if row.decision_at is not None:
         record.decision.CopyFrom(

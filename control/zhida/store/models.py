@@ -36,6 +36,8 @@ class CallRow(Base):
     transcript_confidence: Mapped[float | None] = mapped_column(Float)
     words: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     first_partial_ms: Mapped[int | None] = mapped_column(Integer)
+    # "final" (end of utterance) or "partial" (decided early on a stable partial)
+    transcript_basis: Mapped[str | None] = mapped_column(String(16))
     final_at: Mapped[float | None] = mapped_column(Float)
 
     decision_kind: Mapped[str | None] = mapped_column(String(16))

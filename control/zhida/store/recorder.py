@@ -139,6 +139,7 @@ def _apply(session: Session, rows: dict[str, CallRow], event: CallEvent) -> None
         row.transcript_confidence = _float(data.get("confidence"))
         row.words = list(data.get("words") or [])
         row.first_partial_ms = _int(data.get("first_partial_ms"))
+        row.transcript_basis = _text(data.get("basis")) or None
         row.final_at = event.at
     elif kind is CallEventKind.DECISION:
         row.decision_kind = _text(data.get("kind"))
@@ -150,6 +151,8 @@ def _apply(session: Session, rows: dict[str, CallRow], event: CallEvent) -> None
         row.agents = [str(a) for a in data.get("agents") or []]
         row.end_of_speech_to_decision_ms = _int(data.get("end_of_speech_to_decision_ms"))
         row.decision_at = event.at
+        if data.get("words"):  # the router's segmentation, when the call path passes it with the decision
+            row.words = list(data["words"])
     elif kind is CallEventKind.RINGING:
         row.agent = str(data.get("agent", "")) or row.agent
         row.ringing_at = row.ringing_at or event.at

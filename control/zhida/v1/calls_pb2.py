@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14zhida/v1/calls.proto\x12\x08zhida.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x0eTranscriptWord\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\"L\n\x0f\x45xplanationTerm\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\"J\n\x0b\x43\x61llStarted\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61lled\x18\x02 \x01(\t\x12\r\n\x05trunk\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\"/\n\x0cPromptPlayed\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"\x8a\x01\n\nTranscript\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\'\n\x05words\x18\x03 \x03(\x0b\x32\x18.zhida.v1.TranscriptWord\x12\x17\n\x0f\x61udio_offset_ms\x18\x04 \x01(\r\x12\x18\n\x10\x66irst_partial_ms\x18\x05 \x01(\r\"\xe5\x01\n\x0fRoutingDecision\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.zhida.v1.RoutingDecisionKind\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12.\n\x0b\x65xplanation\x18\x06 \x03(\x0b\x32\x19.zhida.v1.ExplanationTerm\x12$\n\x1c\x65nd_of_speech_to_decision_ms\x18\x07 \x01(\r\x12\x0e\n\x06\x61gents\x18\x08 \x03(\t\"=\n\x0c\x41gentRinging\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x1e\n\x16\x64\x65\x63ision_to_ringing_ms\x18\x02 \x01(\r\"\x1e\n\rAgentAnswered\x12\r\n\x05\x61gent\x18\x01 \x01(\t\"]\n\tCallEnded\x12&\n\x07outcome\x18\x01 \x01(\x0e\x32\x15.zhida.v1.CallOutcome\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\"R\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x0f\n\x07\x63orrect\x18\x01 \x01(\x08\x12\x15\n\rcorrect_group\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"\xee\x03\n\tCallEvent\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.zhida.v1.CallEventKind\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12(\n\x07started\x18\n \x01(\x0b\x32\x15.zhida.v1.CallStartedH\x00\x12(\n\x06prompt\x18\x0b \x01(\x0b\x32\x16.zhida.v1.PromptPlayedH\x00\x12*\n\ntranscript\x18\x0c \x01(\x0b\x32\x14.zhida.v1.TranscriptH\x00\x12-\n\x08\x64\x65\x63ision\x18\r \x01(\x0b\x32\x19.zhida.v1.RoutingDecisionH\x00\x12)\n\x07ringing\x18\x0e \x01(\x0b\x32\x16.zhida.v1.AgentRingingH\x00\x12+\n\x08\x61nswered\x18\x0f \x01(\x0b\x32\x17.zhida.v1.AgentAnsweredH\x00\x12$\n\x05\x65nded\x18\x10 \x01(\x0b\x32\x13.zhida.v1.CallEndedH\x00\x12&\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x11 \x01(\x0b\x32\x12.zhida.v1.FeedbackH\x00\x42\x08\n\x06\x64\x65tail\"e\n\x11WatchCallsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12&\n\x05kinds\x18\x02 \x03(\x0e\x32\x17.zhida.v1.CallEventKind\x12\x18\n\x10include_partials\x18\x03 \x01(\x08\"8\n\x12WatchCallsResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.zhida.v1.CallEvent\"I\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x16\n\x0einclude_events\x18\x03 \x01(\x08\"5\n\x0fGetCallResponse\x12\"\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x14.zhida.v1.CallRecord\"\x9f\x04\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12&\n\x07started\x18\x03 \x01(\x0b\x32\x15.zhida.v1.CallStarted\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\ntranscript\x18\x06 \x01(\x0b\x32\x14.zhida.v1.Transcript\x12+\n\x08\x64\x65\x63ision\x18\x07 \x01(\x0b\x32\x19.zhida.v1.RoutingDecision\x12\x31\n\rdecision_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61gent\x18\t \x01(\t\x12/\n\x0b\x61nswer_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05\x65nded\x18\x0b \x01(\x0b\x32\x13.zhida.v1.CallEnded\x12$\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x0c \x01(\x0b\x32\x12.zhida.v1.Feedback\x12\x31\n\rfeedback_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06\x65vents\x18\x0e \x03(\x0b\x32\x13.zhida.v1.CallEvent\"\xcf\x01\n\x10ListCallsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x12&\n\x07outcome\x18\x06 \x01(\x0e\x32\x15.zhida.v1.CallOutcome\"Q\n\x11ListCallsResponse\x12#\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x14.zhida.v1.CallRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x15SubmitFeedbackRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12$\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x03 \x01(\x0b\x32\x12.zhida.v1.Feedback\"\x18\n\x16SubmitFeedbackResponse*\xc9\x02\n\rCallEventKind\x12\x1f\n\x1b\x43\x41LL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_EVENT_KIND_STARTED\x10\x01\x12\x1a\n\x16\x43\x41LL_EVENT_KIND_PROMPT\x10\x02\x12&\n\"CALL_EVENT_KIND_PARTIAL_TRANSCRIPT\x10\x03\x12$\n CALL_EVENT_KIND_FINAL_TRANSCRIPT\x10\x04\x12\x1c\n\x18\x43\x41LL_EVENT_KIND_DECISION\x10\x05\x12\x1b\n\x17\x43\x41LL_EVENT_KIND_RINGING\x10\x06\x12\x1c\n\x18\x43\x41LL_EVENT_KIND_ANSWERED\x10\x07\x12\x19\n\x15\x43\x41LL_EVENT_KIND_ENDED\x10\x08\x12\x1c\n\x18\x43\x41LL_EVENT_KIND_FEEDBACK\x10\t*\xb2\x01\n\x0b\x43\x61llOutcome\x12\x1c\n\x18\x43\x41LL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_OUTCOME_CONNECTED\x10\x01\x12\x1a\n\x16\x43\x41LL_OUTCOME_ABANDONED\x10\x02\x12\x19\n\x15\x43\x41LL_OUTCOME_FALLBACK\x10\x03\x12\x19\n\x15\x43\x41LL_OUTCOME_NO_AGENT\x10\x04\x12\x17\n\x13\x43\x41LL_OUTCOME_FAILED\x10\x05*\xef\x01\n\x13RoutingDecisionKind\x12%\n!ROUTING_DECISION_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bROUTING_DECISION_KIND_ROUTE\x10\x01\x12\"\n\x1eROUTING_DECISION_KIND_REPROMPT\x10\x02\x12\"\n\x1eROUTING_DECISION_KIND_FALLBACK\x10\x03\x12%\n!ROUTING_DECISION_KIND_AFTER_HOURS\x10\x04\x12!\n\x1dROUTING_DECISION_KIND_TIMEOUT\x10\x05\x32\xb8\x02\n\x10\x43\x61llEventService\x12I\n\nWatchCalls\x12\x1b.zhida.v1.WatchCallsRequest\x1a\x1c.zhida.v1.WatchCallsResponse0\x01\x12>\n\x07GetCall\x12\x18.zhida.v1.GetCallRequest\x1a\x19.zhida.v1.GetCallResponse\x12\x44\n\tListCalls\x12\x1a.zhida.v1.ListCallsRequest\x1a\x1b.zhida.v1.ListCallsResponse\x12S\n\x0eSubmitFeedback\x12\x1f.zhida.v1.SubmitFeedbackRequest\x1a .zhida.v1.SubmitFeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14zhida/v1/calls.proto\x12\x08zhida.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\x0eTranscriptWord\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\"L\n\x0f\x45xplanationTerm\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\"J\n\x0b\x43\x61llStarted\x12\x0e\n\x06\x63\x61ller\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61lled\x18\x02 \x01(\t\x12\r\n\x05trunk\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\"/\n\x0cPromptPlayed\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\"\x99\x01\n\nTranscript\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\'\n\x05words\x18\x03 \x03(\x0b\x32\x18.zhida.v1.TranscriptWord\x12\x17\n\x0f\x61udio_offset_ms\x18\x04 \x01(\r\x12\x18\n\x10\x66irst_partial_ms\x18\x05 \x01(\r\x12\r\n\x05\x62\x61sis\x18\x06 \x01(\t\"\xe5\x01\n\x0fRoutingDecision\x12+\n\x04kind\x18\x01 \x01(\x0e\x32\x1d.zhida.v1.RoutingDecisionKind\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12.\n\x0b\x65xplanation\x18\x06 \x03(\x0b\x32\x19.zhida.v1.ExplanationTerm\x12$\n\x1c\x65nd_of_speech_to_decision_ms\x18\x07 \x01(\r\x12\x0e\n\x06\x61gents\x18\x08 \x03(\t\"N\n\x0c\x41gentRinging\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x1e\n\x16\x64\x65\x63ision_to_ringing_ms\x18\x02 \x01(\r\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\"\x1e\n\rAgentAnswered\x12\r\n\x05\x61gent\x18\x01 \x01(\t\"]\n\tCallEnded\x12&\n\x07outcome\x18\x01 \x01(\x0e\x32\x15.zhida.v1.CallOutcome\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x03 \x01(\x01\"R\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x0f\n\x07\x63orrect\x18\x01 \x01(\x08\x12\x15\n\rcorrect_group\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"\xee\x03\n\tCallEvent\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12%\n\x04kind\x18\x03 \x01(\x0e\x32\x17.zhida.v1.CallEventKind\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12(\n\x07started\x18\n \x01(\x0b\x32\x15.zhida.v1.CallStartedH\x00\x12(\n\x06prompt\x18\x0b \x01(\x0b\x32\x16.zhida.v1.PromptPlayedH\x00\x12*\n\ntranscript\x18\x0c \x01(\x0b\x32\x14.zhida.v1.TranscriptH\x00\x12-\n\x08\x64\x65\x63ision\x18\r \x01(\x0b\x32\x19.zhida.v1.RoutingDecisionH\x00\x12)\n\x07ringing\x18\x0e \x01(\x0b\x32\x16.zhida.v1.AgentRingingH\x00\x12+\n\x08\x61nswered\x18\x0f \x01(\x0b\x32\x17.zhida.v1.AgentAnsweredH\x00\x12$\n\x05\x65nded\x18\x10 \x01(\x0b\x32\x13.zhida.v1.CallEndedH\x00\x12&\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x11 \x01(\x0b\x32\x12.zhida.v1.FeedbackH\x00\x42\x08\n\x06\x64\x65tail\"e\n\x11WatchCallsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12&\n\x05kinds\x18\x02 \x03(\x0e\x32\x17.zhida.v1.CallEventKind\x12\x18\n\x10include_partials\x18\x03 \x01(\x08\"8\n\x12WatchCallsResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.zhida.v1.CallEvent\"I\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x16\n\x0einclude_events\x18\x03 \x01(\x08\"5\n\x0fGetCallResponse\x12\"\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x14.zhida.v1.CallRecord\"\x9f\x04\n\nCallRecord\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12&\n\x07started\x18\x03 \x01(\x0b\x32\x15.zhida.v1.CallStarted\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\ntranscript\x18\x06 \x01(\x0b\x32\x14.zhida.v1.Transcript\x12+\n\x08\x64\x65\x63ision\x18\x07 \x01(\x0b\x32\x19.zhida.v1.RoutingDecision\x12\x31\n\rdecision_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61gent\x18\t \x01(\t\x12/\n\x0b\x61nswer_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x05\x65nded\x18\x0b \x01(\x0b\x32\x13.zhida.v1.CallEnded\x12$\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x0c \x01(\x0b\x32\x12.zhida.v1.Feedback\x12\x31\n\rfeedback_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06\x65vents\x18\x0e \x03(\x0b\x32\x13.zhida.v1.CallEvent\"\xcf\x01\n\x10ListCallsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x12&\n\x07outcome\x18\x06 \x01(\x0e\x32\x15.zhida.v1.CallOutcome\"Q\n\x11ListCallsResponse\x12#\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x14.zhida.v1.CallRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x15SubmitFeedbackRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12$\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x03 \x01(\x0b\x32\x12.zhida.v1.Feedback\"\x18\n\x16SubmitFeedbackResponse*\xc9\x02\n\rCallEventKind\x12\x1f\n\x1b\x43\x41LL_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43\x41LL_EVENT_KIND_STARTED\x10\x01\x12\x1a\n\x16\x43\x41LL_EVENT_KIND_PROMPT\x10\x02\x12&\n\"CALL_EVENT_KIND_PARTIAL_TRANSCRIPT\x10\x03\x12$\n CALL_EVENT_KIND_FINAL_TRANSCRIPT\x10\x04\x12\x1c\n\x18\x43\x41LL_EVENT_KIND_DECISION\x10\x05\x12\x1b\n\x17\x43\x41LL_EVENT_KIND_RINGING\x10\x06\x12\x1c\n\x18\x43\x41LL_EVENT_KIND_ANSWERED\x10\x07\x12\x19\n\x15\x43\x41LL_EVENT_KIND_ENDED\x10\x08\x12\x1c\n\x18\x43\x41LL_EVENT_KIND_FEEDBACK\x10\t*\xb2\x01\n\x0b\x43\x61llOutcome\x12\x1c\n\x18\x43\x41LL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_OUTCOME_CONNECTED\x10\x01\x12\x1a\n\x16\x43\x41LL_OUTCOME_ABANDONED\x10\x02\x12\x19\n\x15\x43\x41LL_OUTCOME_FALLBACK\x10\x03\x12\x19\n\x15\x43\x41LL_OUTCOME_NO_AGENT\x10\x04\x12\x17\n\x13\x43\x41LL_OUTCOME_FAILED\x10\x05*\x93\x02\n\x13RoutingDecisionKind\x12%\n!ROUTING_DECISION_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bROUTING_DECISION_KIND_ROUTE\x10\x01\x12\"\n\x1eROUTING_DECISION_KIND_REPROMPT\x10\x02\x12\"\n\x1eROUTING_DECISION_KIND_FALLBACK\x10\x03\x12%\n!ROUTING_DECISION_KIND_AFTER_HOURS\x10\x04\x12!\n\x1dROUTING_DECISION_KIND_TIMEOUT\x10\x05\x12\"\n\x1eROUTING_DECISION_KIND_NO_INPUT\x10\x06\x32\xb8\x02\n\x10\x43\x61llEventService\x12I\n\nWatchCalls\x12\x1b.zhida.v1.WatchCallsRequest\x1a\x1c.zhida.v1.WatchCallsResponse0\x01\x12>\n\x07GetCall\x12\x18.zhida.v1.GetCallRequest\x1a\x19.zhida.v1.GetCallResponse\x12\x44\n\tListCalls\x12\x1a.zhida.v1.ListCallsRequest\x1a\x1b.zhida.v1.ListCallsResponse\x12S\n\x0eSubmitFeedback\x12\x1f.zhida.v1.SubmitFeedbackRequest\x1a .zhida.v1.SubmitFeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zhida.v1.calls_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLEVENTKIND']._serialized_start=2712
-  _globals['_CALLEVENTKIND']._serialized_end=3041
-  _globals['_CALLOUTCOME']._serialized_start=3044
-  _globals['_CALLOUTCOME']._serialized_end=3222
-  _globals['_ROUTINGDECISIONKIND']._serialized_start=3225
-  _globals['_ROUTINGDECISIONKIND']._serialized_end=3464
+  _globals['_CALLEVENTKIND']._serialized_start=2744
+  _globals['_CALLEVENTKIND']._serialized_end=3073
+  _globals['_CALLOUTCOME']._serialized_start=3076
+  _globals['_CALLOUTCOME']._serialized_end=3254
+  _globals['_ROUTINGDECISIONKIND']._serialized_start=3257
+  _globals['_ROUTINGDECISIONKIND']._serialized_end=3532
   _globals['_TRANSCRIPTWORD']._serialized_start=67
   _globals['_TRANSCRIPTWORD']._serialized_end=110
   _globals['_EXPLANATIONTERM']._serialized_start=112
@@ -47,37 +47,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROMPTPLAYED']._serialized_start=266
   _globals['_PROMPTPLAYED']._serialized_end=313
   _globals['_TRANSCRIPT']._serialized_start=316
-  _globals['_TRANSCRIPT']._serialized_end=454
-  _globals['_ROUTINGDECISION']._serialized_start=457
-  _globals['_ROUTINGDECISION']._serialized_end=686
-  _globals['_AGENTRINGING']._serialized_start=688
-  _globals['_AGENTRINGING']._serialized_end=749
-  _globals['_AGENTANSWERED']._serialized_start=751
-  _globals['_AGENTANSWERED']._serialized_end=781
-  _globals['_CALLENDED']._serialized_start=783
-  _globals['_CALLENDED']._serialized_end=876
-  _globals['_FEEDBACK']._serialized_start=878
-  _globals['_FEEDBACK']._serialized_end=960
-  _globals['_CALLEVENT']._serialized_start=963
-  _globals['_CALLEVENT']._serialized_end=1457
-  _globals['_WATCHCALLSREQUEST']._serialized_start=1459
-  _globals['_WATCHCALLSREQUEST']._serialized_end=1560
-  _globals['_WATCHCALLSRESPONSE']._serialized_start=1562
-  _globals['_WATCHCALLSRESPONSE']._serialized_end=1618
-  _globals['_GETCALLREQUEST']._serialized_start=1620
-  _globals['_GETCALLREQUEST']._serialized_end=1693
-  _globals['_GETCALLRESPONSE']._serialized_start=1695
-  _globals['_GETCALLRESPONSE']._serialized_end=1748
-  _globals['_CALLRECORD']._serialized_start=1751
-  _globals['_CALLRECORD']._serialized_end=2294
-  _globals['_LISTCALLSREQUEST']._serialized_start=2297
-  _globals['_LISTCALLSREQUEST']._serialized_end=2504
-  _globals['_LISTCALLSRESPONSE']._serialized_start=2506
-  _globals['_LISTCALLSRESPONSE']._serialized_end=2587
-  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=2589
-  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=2683
-  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=2685
-  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=2709
-  _globals['_CALLEVENTSERVICE']._serialized_start=3467
-  _globals['_CALLEVENTSERVICE']._serialized_end=3779
+  _globals['_TRANSCRIPT']._serialized_end=469
+  _globals['_ROUTINGDECISION']._serialized_start=472
+  _globals['_ROUTINGDECISION']._serialized_end=701
+  _globals['_AGENTRINGING']._serialized_start=703
+  _globals['_AGENTRINGING']._serialized_end=781
+  _globals['_AGENTANSWERED']._serialized_start=783
+  _globals['_AGENTANSWERED']._serialized_end=813
+  _globals['_CALLENDED']._serialized_start=815
+  _globals['_CALLENDED']._serialized_end=908
+  _globals['_FEEDBACK']._serialized_start=910
+  _globals['_FEEDBACK']._serialized_end=992
+  _globals['_CALLEVENT']._serialized_start=995
+  _globals['_CALLEVENT']._serialized_end=1489
+  _globals['_WATCHCALLSREQUEST']._serialized_start=1491
+  _globals['_WATCHCALLSREQUEST']._serialized_end=1592
+  _globals['_WATCHCALLSRESPONSE']._serialized_start=1594
+  _globals['_WATCHCALLSRESPONSE']._serialized_end=1650
+  _globals['_GETCALLREQUEST']._serialized_start=1652
+  _globals['_GETCALLREQUEST']._serialized_end=1725
+  _globals['_GETCALLRESPONSE']._serialized_start=1727
+  _globals['_GETCALLRESPONSE']._serialized_end=1780
+  _globals['_CALLRECORD']._serialized_start=1783
+  _globals['_CALLRECORD']._serialized_end=2326
+  _globals['_LISTCALLSREQUEST']._serialized_start=2329
+  _globals['_LISTCALLSREQUEST']._serialized_end=2536
+  _globals['_LISTCALLSRESPONSE']._serialized_start=2538
+  _globals['_LISTCALLSRESPONSE']._serialized_end=2619
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=2621
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=2715
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=2717
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=2741
+  _globals['_CALLEVENTSERVICE']._serialized_start=3535
+  _globals['_CALLEVENTSERVICE']._serialized_end=3847
 # @@protoc_insertion_point(module_scope)

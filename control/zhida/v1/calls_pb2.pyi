@@ -40,6 +40,7 @@ class RoutingDecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUTING_DECISION_KIND_FALLBACK: _ClassVar[RoutingDecisionKind]
     ROUTING_DECISION_KIND_AFTER_HOURS: _ClassVar[RoutingDecisionKind]
     ROUTING_DECISION_KIND_TIMEOUT: _ClassVar[RoutingDecisionKind]
+    ROUTING_DECISION_KIND_NO_INPUT: _ClassVar[RoutingDecisionKind]
 CALL_EVENT_KIND_UNSPECIFIED: CallEventKind
 CALL_EVENT_KIND_STARTED: CallEventKind
 CALL_EVENT_KIND_PROMPT: CallEventKind
@@ -62,6 +63,7 @@ ROUTING_DECISION_KIND_REPROMPT: RoutingDecisionKind
 ROUTING_DECISION_KIND_FALLBACK: RoutingDecisionKind
 ROUTING_DECISION_KIND_AFTER_HOURS: RoutingDecisionKind
 ROUTING_DECISION_KIND_TIMEOUT: RoutingDecisionKind
+ROUTING_DECISION_KIND_NO_INPUT: RoutingDecisionKind
 
 class TranscriptWord(_message.Message):
     __slots__ = ("text", "tag")
@@ -104,18 +106,20 @@ class PromptPlayed(_message.Message):
     def __init__(self, prompt: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Transcript(_message.Message):
-    __slots__ = ("text", "confidence", "words", "audio_offset_ms", "first_partial_ms")
+    __slots__ = ("text", "confidence", "words", "audio_offset_ms", "first_partial_ms", "basis")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     FIRST_PARTIAL_MS_FIELD_NUMBER: _ClassVar[int]
+    BASIS_FIELD_NUMBER: _ClassVar[int]
     text: str
     confidence: float
     words: _containers.RepeatedCompositeFieldContainer[TranscriptWord]
     audio_offset_ms: int
     first_partial_ms: int
-    def __init__(self, text: _Optional[str] = ..., confidence: _Optional[float] = ..., words: _Optional[_Iterable[_Union[TranscriptWord, _Mapping]]] = ..., audio_offset_ms: _Optional[int] = ..., first_partial_ms: _Optional[int] = ...) -> None: ...
+    basis: str
+    def __init__(self, text: _Optional[str] = ..., confidence: _Optional[float] = ..., words: _Optional[_Iterable[_Union[TranscriptWord, _Mapping]]] = ..., audio_offset_ms: _Optional[int] = ..., first_partial_ms: _Optional[int] = ..., basis: _Optional[str] = ...) -> None: ...
 
 class RoutingDecision(_message.Message):
     __slots__ = ("kind", "route", "group", "score", "confidence", "explanation", "end_of_speech_to_decision_ms", "agents")
@@ -138,12 +142,14 @@ class RoutingDecision(_message.Message):
     def __init__(self, kind: _Optional[_Union[RoutingDecisionKind, str]] = ..., route: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[ExplanationTerm, _Mapping]]] = ..., end_of_speech_to_decision_ms: _Optional[int] = ..., agents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentRinging(_message.Message):
-    __slots__ = ("agent", "decision_to_ringing_ms")
+    __slots__ = ("agent", "decision_to_ringing_ms", "contact")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     DECISION_TO_RINGING_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_FIELD_NUMBER: _ClassVar[int]
     agent: str
     decision_to_ringing_ms: int
-    def __init__(self, agent: _Optional[str] = ..., decision_to_ringing_ms: _Optional[int] = ...) -> None: ...
+    contact: str
+    def __init__(self, agent: _Optional[str] = ..., decision_to_ringing_ms: _Optional[int] = ..., contact: _Optional[str] = ...) -> None: ...
 
 class AgentAnswered(_message.Message):
     __slots__ = ("agent",)
