@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from zhida.directory import Directory
 from zhida.stack import up as stack
 from zhida.stack.config import StackConfig

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.call.conftest import TRUNK_IP, Agents, _dump_logs, stack_config
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call
 from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import SCENARIOS, caller_pcap, free_udp_port
 from zhida.stack.up import ng_request
+
+from tests.call.conftest import TRUNK_IP, Agents, _dump_logs, stack_config
 
 NUMBER = "4008001234"
 REPAIR_SENTENCE = "我家的空调坏了需要上门维修"

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.call.conftest import TRUNK_IP, UNTRUSTED_IP, Agents
 from zhida.codecs import netstring
 from zhida.stack.calls import place_call
 from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import register_agent
 from zhida.stack.up import kamailio_rpc
+
+from tests.call.conftest import TRUNK_IP, UNTRUSTED_IP, Agents
 
 NUMBER = "4008001234"
 

@@ -116,10 +116,7 @@ def negotiate(
     if requested.interval < our_min_se:
         return TooSmall(floor)
     caller_supports = "timer" in {tag.strip().lower() for tag in supported}
-    if requested.refresher is not None:
-        refresher = requested.refresher
-    else:
-        refresher = "uac" if caller_supports else "uas"
+    refresher = requested.refresher if requested.refresher is not None else "uac" if caller_supports else "uas"
     if refresher == "uac" and not caller_supports:
         refresher = "uas"  # a caller without the extension will never refresh (RFC 4028 §9)
     return Negotiated(requested.interval, refresher, require_timer=caller_supports)

@@ -311,7 +311,8 @@ class CallController:
                     if not first_partial_logged and speech_started_at is not None:
                         call.timings["first_partial_ms"] = _ms(time.time() - speech_started_at)
                         first_partial_logged = True
-                    self._publish(call, CallEventKind.PARTIAL, transcript=text, audio_offset_ms=response.audio_offset_ms)
+                    self._publish(call, CallEventKind.PARTIAL, transcript=text,
+                                  audio_offset_ms=response.audio_offset_ms)
                     if text != stable_text:
                         stable_text, stable_since_ms = text, response.audio_offset_ms
                         continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import time
 
@@ -68,7 +69,5 @@ class AudioFork(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        try:
+        with contextlib.suppress(asyncio.QueueFull):
             self.audio.put_nowait(None)
-        except asyncio.QueueFull:
-            pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -74,10 +75,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve_controller(args: argparse.Namespace) -> int:
     from zhida.call.service import serve
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(stack_config.load(args.config)))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

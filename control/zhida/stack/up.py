@@ -146,7 +146,8 @@ def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] 
         processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
                              logs / "recognizer.log", timeout=240)
     if "routing" in services:
-        argv = _zhida("serve-routing", "--listen", config.routing.listen, "--tenants", str(config.tenants_dir.resolve()))
+        tenants = str(config.tenants_dir.resolve())
+        argv = _zhida("serve-routing", "--listen", config.routing.listen, "--tenants", tenants)
         process = processes.start(run, "routing", argv, env=env)
         processes.wait_ready("routing", lambda: grpc_healthy(config.routing.listen), process,
                              logs / "routing.log", timeout=240)
