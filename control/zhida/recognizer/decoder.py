@@ -99,6 +99,18 @@ class StreamDecoder:
             return self.spec.input_frames(out)
         return 0
 
+    def samples_needed(self) -> int:
+        """More 16 kHz samples this decoder needs before its next full chunk (0: one is ready).
+
+        The scheduler hands a stream's audio over only when it has this much, so features are computed
+        once per chunk rather than once per 20 ms packet.
+        """
+        wanted = self.window - self._feats.shape[0]
+        if wanted <= 0:
+            return 0
+        cfg = self._fbank.cfg
+        return max(0, cfg.win_length + (wanted - 1) * cfg.n_shift - self._fbank.pending_samples)
+
     def take_chunk(self, frames: int) -> np.ndarray:
         chunk = self._feats[:frames]
         out_frames = (frames - self.spec.right_context - 1) // self.spec.subsampling + 1

@@ -8,9 +8,10 @@
     stream.close()                                    # frees the slot (also on cancel)
 
 Threading: the asyncio side only converts audio (G.711 table look-up, soxr) and runs the endpointer, both
-cheap.  Features, the encoder, the CTC search and rescoring run in one worker thread: the scheduler wakes when
-audio arrives (and at least every `batch_interval_ms`), hands the worker every stream with new audio, and the
-worker batches all streams that have a full chunk into one backend call.
+cheap.  Features, the encoder, the CTC search and rescoring run in one worker thread.  The scheduler wakes
+when audio arrives, waits `batch_interval_ms` for other streams' packets of the same moment, and hands the
+worker every stream that has enough audio for its next chunk (or has ended); the worker batches all those
+chunks into one backend call.  While the worker is busy, ready streams accumulate, so batches grow with load.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ class RecognitionStream:
         self._resampler = StreamResampler(config.sample_rate)
         self._bytes_per_sample = 2 if config.encoding is Encoding.LINEAR16 else 1
         self._pending: list[np.ndarray] = []  # 16 kHz audio for the worker
+        self._pending_samples = 0
+        # Samples the decoder wants before its next chunk (written by the worker after each round).
+        self.samples_needed = decoder.samples_needed()
         self._results: asyncio.Queue[Result | None] = asyncio.Queue()
         self._partial_text: str | None = None
         self.end_reason = ""
@@ -135,6 +139,7 @@ class RecognitionStream:
     def _accept16k(self, audio: np.ndarray) -> None:
         if audio.size:
             self._pending.append(audio)
+            self._pending_samples += audio.size
         for ev in self.endpointer.accept(audio):
             if ev.event is Event.SPEECH_STARTED:
                 self._results.put_nowait(
@@ -153,6 +158,7 @@ class RecognitionStream:
         tail = self._resampler.process(np.zeros(0, dtype=np.int16), last=True)
         if tail.size:
             self._pending.append(tail)
+            self._pending_samples += tail.size
         self._finish("END_OF_AUDIO", self.endpointer.audio_ms)
         self.engine._wake()
 
@@ -161,11 +167,19 @@ class RecognitionStream:
             self.end_reason = reason
             self.end_at_ms = at_ms
 
+    @property
+    def has_work(self) -> bool:
+        """Enough audio for the decoder's next chunk, or a final to produce."""
+        if self.end_reason:
+            return not self.final_sent
+        return bool(self._pending) and self._pending_samples >= self.samples_needed
+
     def take_audio(self) -> np.ndarray | None:
         if not self._pending:
             return None
         audio = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending = []
+        self._pending_samples = 0
         return audio
 
     # -- output -------------------------------------------------------------------------------------------
@@ -310,11 +324,7 @@ class Recognizer:
             self._wakeup.clear()
             # Let other streams' packets of the same instant arrive, so they share the backend call.
             await asyncio.sleep(interval)
-            work = []
-            for s in list(self._streams):
-                audio = s.take_audio()
-                if audio is not None or (s.end_reason and not s.final_sent):
-                    work.append((s, audio, bool(s.end_reason)))
+            work = [(s, s.take_audio(), bool(s.end_reason)) for s in list(self._streams) if s.has_work]
             if not work:
                 continue
             started = time.perf_counter()
@@ -327,7 +337,7 @@ class Recognizer:
             self.stats["busy_s"] += time.perf_counter() - started
             for stream, kind, text, conf, audio_ms in outputs:
                 stream._deliver(kind, text, conf, audio_ms)
-            if any(s._pending or (s.end_reason and not s.final_sent) for s in self._streams):
+            if any(s.has_work for s in self._streams):
                 self._wakeup.set()
 
     def _round(self, work: list[tuple[RecognitionStream, np.ndarray | None, bool]]):
@@ -342,6 +352,8 @@ class Recognizer:
         before = {id(d): d.offset for d in decoders}
         self.stats["backend_calls"] += run_round(self.backend, decoders, self.config.max_batch)
         outputs = []
+        for stream, _, _ in work:
+            stream.samples_needed = stream.decoder.samples_needed()
         for (stream, _, finishing), d in zip(work, decoders, strict=True):
             if d.offset != before[id(d)] and not finishing:
                 r = d.partial()

@@ -92,13 +92,16 @@ async def run_one(stub, utt: Utterance, end_silence_ms: int, speed_up: float) ->
                 await asyncio.sleep(delay)
             yield pb.StreamingRecognizeRequest(audio=p)
 
-    async for r in stub.StreamingRecognize(requests()):
+    call = stub.StreamingRecognize(requests())
+    async for r in call:
         now = time.perf_counter()
         if r.is_final:
             outcome.transcript = r.transcript
             outcome.eou_to_final_ms = (now - sent_at(r.last_voiced_ms + end_silence_ms)) * 1000
             outcome.voiced_to_final_ms = (now - sent_at(r.last_voiced_ms)) * 1000
-        elif r.transcript:
+            call.cancel()  # the server closes after the final: stop writing, as a call controller does
+            break
+        if r.transcript:
             lag = (now - sent_at(r.audio_offset_ms)) * 1000
             outcome.partial_lags_ms.append(lag)
             if outcome.first_partial_ms is None:

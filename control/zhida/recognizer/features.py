@@ -112,6 +112,10 @@ class StreamingFbank:
         self.cfg = cfg
         self._pending = np.zeros(0, dtype=np.float32)
 
+    @property
+    def pending_samples(self) -> int:
+        return int(self._pending.shape[0])
+
     def accept(self, samples: np.ndarray) -> np.ndarray:
         buf = np.concatenate([self._pending, samples.astype(np.float32)]) if self._pending.size else samples
         buf = np.asarray(buf, dtype=np.float32)
