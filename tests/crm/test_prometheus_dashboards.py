@@ -39,7 +39,10 @@ REPO = Path(__file__).resolve().parents[2]
 DASHBOARDS = sorted((REPO / "ansible/roles/grafana/files/dashboards").glob("*.json"))
 BINARIES = {"prometheus": "prometheus", "kamailio": "kamailio", "rtpengine": "rtpengine"}
 MISSING = [name for name, binary in BINARIES.items() if shutil.which(binary) is None]
-KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+# Debian installs Kamailio's modules under the multiarch folder (x86_64-linux-gnu, aarch64-linux-gnu, …).
+KAMAILIO_MODULES = next(
+    iter(sorted(Path("/usr/lib").glob("*/kamailio/modules"))), Path("/usr/lib/kamailio/modules")
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
