@@ -111,6 +111,8 @@ def test_learn_writes_an_editable_tenant_in_the_data_dir(tmp_path: Path) -> None
     report = json.loads(out.stdout)
     yaml_path = tmp_path / "tenants" / "shop.yaml"
     assert report["file"] == str(yaml_path) and report["routes"] == 4 and report["examples"] == 32
+    # The written rules are the fitted model: same probabilities up to rounding and pruning of weights.
+    assert report["max_probability_gap"] < 0.05
     text = yaml_path.read_text("utf-8")
     assert "learned:" in text and "repair:" in text
     d = json.loads(

@@ -50,6 +50,7 @@ class LearnReport:
     cv_wrong_rate: float
     cv_fallback_rate: float
     threshold: float
+    max_probability_gap: float  # |engine confidence - model probability| over the training sentences
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,7 +203,15 @@ def learn(
         "# (weight 0 silences it): hand-written terms win.  YAML comments are not kept by re-learning.\n"
     )
     text = header + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=1000)
-    load_config(text, source=f"<learned {tenant}>", expect_tenant=tenant)  # what we write must load
+    # What we write must load, and the engine running it must be the model (up to rounding and pruning).
+    from zhida.routing.engine import Engine
+
+    engine = Engine(load_config(text, source=f"<learned {tenant}>", expect_tenant=tenant))
+    model_p = model.predict_proba(x)
+    gap = 0.0
+    for i, (t, w) in enumerate(zip(texts, words, strict=True)):
+        probs = engine.probabilities(t, w)
+        gap = max(gap, max(abs(probs[r] - model_p[i, k]) for k, r in enumerate(classes)))
     report = LearnReport(
         examples=len(examples),
         routes=len(classes),
@@ -216,6 +225,7 @@ def learn(
         cv_wrong_rate=float((~correct & routed).mean()),
         cv_fallback_rate=float((~routed).mean()),
         threshold=threshold,
+        max_probability_gap=gap,
         seconds=time.monotonic() - t0,
     )
     return text, report
