@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,7 @@ ZHIDA = [sys.executable, "-m", "zhida.cli"]
 
 def run(*args: str, data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ZHIDA_DATA_DIR": str(data_dir)}
-    return subprocess.run(
-        [*ZHIDA, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
+    return subprocess.run([*ZHIDA, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def test_route_prints_the_decision(tmp_path: Path) -> None:
@@ -103,9 +102,7 @@ def test_learn_writes_an_editable_tenant_in_the_data_dir(tmp_path: Path) -> None
     # Learn from the demo sentences (with `subject` labels, UnionPay style) into a new tenant.
     rows = DEMO_SENTENCES.read_text("utf-8").splitlines()[1:]
     tsv = tmp_path / "train.tsv"
-    tsv.write_text(
-        "text\tsubject\n" + "".join(f"{t}\tshop_{g}_x\n" for t, g in (r.split("\t") for r in rows)), "utf-8"
-    )
+    tsv.write_text("text\tsubject\n" + "".join(f"{t}\tshop_{g}_x\n" for t, g in (r.split("\t") for r in rows)), "utf-8")
     out = run("rules", "learn", "--tenant", "shop", "--c", "10", "--folds", "3", str(tsv), data_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
@@ -115,9 +112,7 @@ def test_learn_writes_an_editable_tenant_in_the_data_dir(tmp_path: Path) -> None
     assert report["max_probability_gap"] < 0.05
     text = yaml_path.read_text("utf-8")
     assert "learned:" in text and "repair:" in text
-    d = json.loads(
-        run("route", "--tenant", "shop", "--attempt", "2", "冰箱坏了要修", data_dir=tmp_path).stdout
-    )
+    d = json.loads(run("route", "--tenant", "shop", "--attempt", "2", "冰箱坏了要修", data_dir=tmp_path).stdout)
     assert d["route"] == "repair"
     assert any(c["kind"].startswith("learned ") for c in d["explanation"])
 
@@ -131,3 +126,53 @@ def test_learn_writes_an_editable_tenant_in_the_data_dir(tmp_path: Path) -> None
     out = run("rules", "learn", "--tenant", "shop", "--c", "10", "--folds", "3", str(tsv), data_dir=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "冰箱: 50" in yaml_path.read_text("utf-8")
+
+
+def test_serve_routing_command(tmp_path: Path) -> None:
+    """The real `zhida serve-routing` process: readiness, Route, SIGHUP reload, clean exit on SIGTERM."""
+    import signal
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from zhida.v1 import routing_pb2 as pb
+    from zhida.v1 import routing_pb2_grpc as pb_grpc
+
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    env = {**os.environ, "ZHIDA_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [*ZHIDA, "serve-routing", "--listen", "127.0.0.1:0", "--tenants", str(tenants), "--watch-interval", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once serving
+        ready = json.loads(line)
+        assert ready["tenants"] == ["demo"]
+        with grpc.insecure_channel(ready["listening"]) as ch:
+            health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            stub = pb_grpc.RoutingServiceStub(ch)
+            d = stub.Route(pb.RouteRequest(tenant="demo", text="我要投诉你们的安装师傅"), timeout=10).decision
+            assert d.group == "complaint"
+            yaml_text = "tenant: acme\nfallback: {group: op}\nroutes:\n  a: {group: a, phrases: {贷款: 3}}\n"
+            (tenants / "acme.yaml").write_text(yaml_text, "utf-8")
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    d = stub.Route(pb.RouteRequest(tenant="acme", text="贷款"), timeout=10).decision
+                    break
+                except grpc.RpcError as exc:
+                    assert exc.code() == grpc.StatusCode.NOT_FOUND and time.monotonic() < deadline
+                    time.sleep(0.05)
+            assert d.group == "a"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -136,7 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from zhida.routing.server import install_sighup, serve
 
-    server = serve(args.listen, args.tenants, include_demo=not args.no_demo)
+    server = serve(args.listen, args.tenants, include_demo=not args.no_demo, watch_interval=args.watch_interval or None)
     install_sighup(server.store)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -156,9 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _tenants_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--tenants", help="tenants directory (default $ZHIDA_DATA_DIR/tenants, ./run/data/tenants)"
-    )
+    p.add_argument("--tenants", help="tenants directory (default $ZHIDA_DATA_DIR/tenants, ./run/data/tenants)")
 
 
 def register(sub: Any) -> None:
@@ -207,4 +205,10 @@ def register(sub: Any) -> None:
     s.add_argument("--listen", default="127.0.0.1:50053", help="HOST:PORT (port 0 picks a free one)")
     _tenants_arg(s)
     s.add_argument("--no-demo", action="store_true", help="do not serve the packaged demo tenant")
+    s.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks for changed tenant files (0: only SIGHUP and ReloadRules)",
+    )
     s.set_defaults(func=cmd_serve)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,12 +63,13 @@ def serve(
     analyzer: Analyzer | None = None,
     watch_interval: float | None = 1.0,
     max_workers: int = 8,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> RoutingServer:
     """Start the server on `address` ("host:port", port 0 picks a free one) and return it running.
 
     tenants_dir: the writable tenants directory (default `$ZHIDA_DATA_DIR/tenants`); include_demo adds the
     packaged demo tenant unless the directory has its own `demo.yaml`; watch_interval: seconds between
-    polls for changed files, None to disable.
+    polls for changed files, None to disable; interceptors: synchronous `grpc.ServerInterceptor`s (metrics).
     """
     tenants = Path(tenants_dir) if tenants_dir is not None else default_tenants_dir()
     store = TenantStore(tenants, analyzer, extra_dirs=[packaged_demo_dir()] if include_demo else [])
@@ -75,7 +77,10 @@ def serve(
         log.error("tenant %s not loaded: %s", tenant, err)
     store.analyzer.load()
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="routing"))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="routing"),
+        interceptors=list(interceptors),
+    )
     pb_grpc.add_UnderstandingServiceServicer_to_server(UnderstandingServicer(store), server)
     pb_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(store), server)
     health_servicer = health.HealthServicer()
