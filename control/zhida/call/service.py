@@ -27,7 +27,7 @@ async def serve(config: StackConfig) -> None:
     prompts = ensure_prompts(config.run_dir / "prompts", config.controller)
     controller = CallController(config, bus=bus, directory=directory, prompts=prompts)
 
-    server = grpc.aio.server()
+    server = _grpc_server()
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _attach_optional_services(server, bus, directory, config, health_servicer)
@@ -47,6 +47,16 @@ async def serve(config: StackConfig) -> None:
     await health_servicer.enter_graceful_shutdown()
     await controller.stop()
     await server.stop(2)
+
+
+def _grpc_server() -> grpc.aio.Server:
+    """With the CRM package: gRPC server metrics and keepalive for long WatchCalls streams."""
+    try:
+        from zhida.crm.server import SERVER_OPTIONS
+        from zhida.metrics.grpc_server import ServerMetricsInterceptor
+    except ImportError:
+        return grpc.aio.server()
+    return grpc.aio.server(interceptors=[ServerMetricsInterceptor()], options=SERVER_OPTIONS)
 
 
 def _attach_optional_services(server: grpc.aio.Server, bus: EventBus, directory: Directory, config: StackConfig,
