@@ -213,7 +213,7 @@ class Daemons:
             try:
                 if probe():
                     return
-            except (OSError, RuntimeError, ValueError):
+            except Exception:  # not answering yet (refused, timeout, UNAVAILABLE): ask again
                 pass
             time.sleep(0.2)
         raise AssertionError(f"{daemon.name} not ready after {timeout_s} s\n{daemon.tail()}")

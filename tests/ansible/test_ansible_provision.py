@@ -197,3 +197,40 @@ def test_a_call_through_the_provisioned_edge_reaches_the_fallback_agent(
         agents.stop()
     assert line["sipp_rc"] == 0, line
     assert line["call_id"] in operator.received_calls()
+
+
+def start_speech_services(provisioned: Provisioned, daemons: Daemons, config: stack_config.StackConfig) -> None:
+    """The recogniser, routing and controller as their provisioned units start them."""
+    from zhida.stack.up import grpc_healthy
+
+    for service, address, timeout_s in (("recognizer", config.recognizer.listen, 240),
+                                        ("routing", config.routing.listen, 240),
+                                        ("controller", config.controller.api_listen, 60)):
+        argv, env, cwd = provisioned.unit(f"zhida-{service}.service")
+        daemon = daemons.start(service, argv, env=env, cwd=cwd)
+        daemons.wait(daemon, lambda address=address: grpc_healthy(address), timeout_s)
+
+
+def test_a_spoken_request_through_the_provisioned_platform_reaches_the_right_agent(
+    provisioned: Provisioned, daemons: Daemons, tmp_path: Path
+) -> None:
+    """The whole path on provisioned files: prompt, speech, rules, then the agent of the chosen group rings."""
+    from zhida.stack.calls import place_call
+    from zhida.stack.prompts import synthesize
+
+    from tests.call.conftest import Agents
+
+    config = start_media_and_edge(provisioned, daemons)
+    start_speech_services(provisioned, daemons, config)
+    agents = Agents(config, tmp_path)
+    try:
+        repair = agents.start("1001")
+        operator = agents.start("1091")
+        wav = synthesize("我家的空调坏了需要上门维修", tmp_path / "sentence.wav")
+        line = place_call(config, number=NUMBER, wav=wav, trunk=TRUNK_IP, expected_group="repair")
+    finally:
+        agents.stop()
+    assert line["sipp_rc"] == 0, line
+    assert line["group"] == "repair", line
+    assert line["call_id"] in repair.received_calls()
+    assert line["call_id"] not in operator.received_calls()
