@@ -10,7 +10,9 @@ ladder applies: re-prompt while `attempt <= fallback.reprompts`, then the operat
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,9 +55,7 @@ class Decision:
             "group": self.group,
             "score": round(self.score, 4),
             "confidence": round(self.confidence, 4),
-            "explanation": [
-                {"term": c.term, "weight": round(c.weight, 4), "kind": c.kind} for c in self.explanation
-            ],
+            "explanation": [{"term": c.term, "weight": round(c.weight, 4), "kind": c.kind} for c in self.explanation],
             "announcement": self.announcement,
             "runner_up": {"route": self.runner_up_route, "confidence": round(self.runner_up_confidence, 4)},
             **(
@@ -74,6 +74,12 @@ class _Entry:
     label: str  # the term as the operator wrote it, e.g. "维修" or "tag:ORG"
     kind: str
     base: str  # WORD, PHRASE or TAG: the block the rule is written in
+    key: tuple[int, str, str] = (0, "", "")  # (route, base, label): one rule, however it matched
+    shared: bool = False  # reachable from several matches (synonyms, sound): count it once
+
+    @staticmethod
+    def make(route: int, weight: float, label: str, kind: str, base: str) -> _Entry:
+        return _Entry(route, weight, label, kind, base, (route, base, label))
 
 
 def _merged(hand: dict[str, float], learned: dict[str, float]) -> dict[str, tuple[float, bool]]:
@@ -105,18 +111,23 @@ class Engine:
                 name = {WORD: "word", PHRASE: "phrase", TAG: "tag"}[kind]
                 for term, (weight, is_learned) in _merged(hand, learned).items():
                     prefix = "learned " if is_learned else ""
-                    self._add(kind, term, _Entry(i, weight, label_of(term), prefix + name, kind))
+                    self._add(kind, term, _Entry.make(i, weight, label_of(term), prefix + name, kind))
                     if kind == TAG:
                         continue
                     if kind == PHRASE and not is_learned:
-                        self._add_sound(term, _Entry(i, weight * config.sound_match, term, "sound", kind))
+                        self._add_sound(term, _Entry.make(i, weight * config.sound_match, term, "sound", kind))
                     # A synonym matches anywhere in the sentence: recognisers and LAC rarely agree on
                     # the word boundaries of colloquial variants.
                     for v in variants_of.get(term, ()):
-                        self._add(PHRASE, v, _Entry(i, weight, label_of(term), f"{prefix}synonym:{v}", kind))
+                        self._add(PHRASE, v, _Entry.make(i, weight, label_of(term), f"{prefix}synonym:{v}", kind))
                         if not is_learned:
-                            self._add_sound(v, _Entry(i, weight * config.sound_match, term, "sound", kind))
+                            self._add_sound(v, _Entry.make(i, weight * config.sound_match, term, "sound", kind))
         self._neg_cues = tuple(c.lower() for c in config.negation.cues)
+        # Most rules (all learned ones) match one way only and need no "counted once" bookkeeping.
+        paths = Counter(e.key for t in (self._table, self._sound_table) for es in t.values() for e in es)
+        for t in (self._table, self._sound_table):
+            for k, es in t.items():
+                t[k] = [dataclasses.replace(e, shared=paths[e.key] > 1) for e in es]
 
     def _add(self, kind: str, text: str, entry: _Entry) -> None:
         text = text if kind == TAG else text.lower()
@@ -145,63 +156,70 @@ class Engine:
                     found.append((entries, i < len(mask) and mask[i], text[i : i + n]))
         return found
 
-    def score(self, text: str, words: Sequence[Word]) -> tuple[list[float], list[list[Contribution]]]:
-        """Score of every route and the contributions behind it."""
+    def _match(self, text: str, words: Sequence[Word]) -> tuple[list[float], list[tuple[_Entry, float, str]]]:
+        """Scores of every route and the hits (rule, weight counted, how it matched) behind them."""
         scores = list(self.bias)
-        contribs: list[list[Contribution]] = [[] for _ in self.routes]
+        hits: list[tuple[_Entry, float, str]] = []
         # A rule counts once, whether found as itself, as a synonym or by its sound.
         seen: set[tuple[int, str, str]] = set()
         reverse = self.config.negation.effect == "reverse"
+        table = self._table
         for occ in occurrences(text, words, self.max_phrase, self._neg_cues, self.config.negation.window):
-            entries = self._table.get((occ.kind, occ.text))
+            entries = table.get((occ.kind, occ.text))
             if not entries:
                 continue
+            negated = occ.negated
             for e in entries:
-                key = (e.route, e.base, e.label)
-                if key in seen:
-                    continue
-                seen.add(key)
-                weight, kind = e.weight, e.kind
-                if occ.negated:
-                    weight, kind = (-weight if reverse else 0.0), f"negated:{kind}"
+                if e.shared:
+                    if e.key in seen:
+                        continue
+                    seen.add(e.key)
+                if negated:
+                    weight, kind = (-e.weight if reverse else 0.0), "negated:" + e.kind
+                else:
+                    weight, kind = e.weight, e.kind
                 scores[e.route] += weight
-                contribs[e.route].append(Contribution(e.label, self.routes[e.route].name, weight, kind))
+                hits.append((e, weight, kind))
         # Then phrases heard but not written: "褪款" sounds like 退款.  Exact matches above take precedence.
         if self._sound_table:
             mask = negated_mask(text.lower(), self._neg_cues, self.config.negation.window)
             for entries, negated, heard in self._sound_occurrences(text, mask):
-                for e in entries:
-                    key = (e.route, e.base, e.label)
-                    if key in seen:
+                for e in entries:  # always shared: a sound entry has a written twin
+                    if e.key in seen:
                         continue
-                    seen.add(key)
+                    seen.add(e.key)
                     weight, kind = e.weight, f"sound:{heard}"
                     if negated:
                         weight, kind = (-weight if reverse else 0.0), f"negated:{kind}"
                     scores[e.route] += weight
-                    contribs[e.route].append(Contribution(e.label, self.routes[e.route].name, weight, kind))
-        return scores, contribs
+                    hits.append((e, weight, kind))
+        return scores, hits
+
+    def _explain(self, hits: list[tuple[_Entry, float, str]], route: int) -> list[Contribution]:
+        name = self.routes[route].name
+        return [Contribution(e.label, name, w, kind) for e, w, kind in hits if e.route == route]
+
+    def score(self, text: str, words: Sequence[Word]) -> tuple[list[float], list[list[Contribution]]]:
+        """Score of every route and the contributions behind it."""
+        scores, hits = self._match(text, words)
+        return scores, [self._explain(hits, i) for i in range(len(self.routes))]
 
     def _is_open(self, route: RouteConfig, at: datetime | None) -> bool:
         if not route.hours:
             return True
-        now = (at or datetime.now(tz=ZoneInfo(self.config.timezone))).astimezone(
-            ZoneInfo(self.config.timezone)
-        )
+        now = (at or datetime.now(tz=ZoneInfo(self.config.timezone))).astimezone(ZoneInfo(self.config.timezone))
         t, day = now.time(), now.weekday()
         return any(s.day == day and s.start <= t < s.end for s in route.hours)
 
-    def decide(
-        self, text: str, words: Sequence[Word], attempt: int = 1, at: datetime | None = None
-    ) -> Decision:
+    def decide(self, text: str, words: Sequence[Word], attempt: int = 1, at: datetime | None = None) -> Decision:
         """The routing decision for one (partial or final) sentence."""
         cfg = self.config
-        scores, contribs = self.score(text, words)
+        scores, hits = self._match(text, words)
         probs = self._softmax(scores)
         order = sorted(range(len(scores)), key=lambda i: -probs[i])
         best = order[0]
         route = self.routes[best]
-        explanation = sorted(contribs[best], key=lambda c: -abs(c.weight))
+        explanation = sorted(self._explain(hits, best), key=lambda c: -abs(c.weight))
         if self.bias[best]:
             explanation.append(Contribution("bias", route.name, self.bias[best], "bias"))
         runner = order[1] if len(order) > 1 else None
@@ -255,5 +273,5 @@ class Engine:
 
     def probabilities(self, text: str, words: Sequence[Word]) -> dict[str, float]:
         """Probability of each route (for evaluation and tuning)."""
-        scores, _ = self.score(text, words)
+        scores, _ = self._match(text, words)
         return {r.name: p for r, p in zip(self.routes, self._softmax(scores), strict=True)}
