@@ -149,7 +149,6 @@ def choose_ports() -> dict[str, int]:
         "site_routing_port": free_port(),
         "site_api_port": free_port(),
         "site_controller_metrics_port": free_port(),
-        "site_speech_metrics_port": free_port(),
         "site_prometheus_port": free_port(),
     }
 

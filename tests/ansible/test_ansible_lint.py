@@ -61,7 +61,8 @@ def test_example_machine_room_scrapes_every_node(tmp_path: Path) -> None:
     targets = {job["name"]: job["targets"] for job in jobs}
     assert targets["kamailio"] == ["10.20.1.11:9101", "10.20.1.12:9101"]
     assert targets["rtpengine"] == ["10.20.2.21:2225", "10.20.2.22:2225"]
-    assert targets["zhida-speech"] == ["10.20.3.31:9103", "10.20.3.32:9103", "10.20.3.33:9103"]
+    assert targets["zhida-controller"] == ["10.20.1.11:9102", "10.20.1.12:9102"]
+    assert len(targets["node"]) == 8
 
 
 def test_example_machine_room_admits_sip_only_from_trunks_and_agents(tmp_path: Path) -> None:

@@ -175,7 +175,7 @@ def test_prometheus_starts_from_the_provisioned_files_and_scrapes_the_edge(
     daemons.wait(prometheus, ready, 60)
     # The scrape interval is 15 s: the first scrape of each target lands within one interval.
     daemons.wait(prometheus, lambda: health().get("kamailio") == health().get("rtpengine") == "up", 45)
-    assert set(health()) == {"kamailio", "rtpengine", "zhida-controller", "zhida-speech"}
+    assert set(health()) == {"kamailio", "rtpengine", "zhida-controller"}
 
 
 def test_a_call_through_the_provisioned_edge_reaches_the_fallback_agent(
