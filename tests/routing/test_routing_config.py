@@ -169,3 +169,14 @@ def test_sighup_reloads(store: TenantStore, tenants_dir: Path) -> None:
         assert _wait_for(lambda: "t" in store.tenants(), timeout=5)
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_broken_and_misnamed_files_are_reported_once(store: TenantStore, tenants_dir: Path) -> None:
+    (tenants_dir / "t.yaml").write_text("tenant: t\nroutes: {}\n", "utf-8")
+    (tenants_dir / "bad name.yaml").write_text(GOOD, "utf-8")
+    first = store.reload_all()
+    assert set(first) == {"t", "bad name"}
+    assert "invalid tenant name" in str(first["bad name"])
+    assert store.reload_all() == {}  # unchanged files are not checked again
+    assert set(store.reload_all(force=True)) == {"t", "bad name"}
+    assert store.tenants() == ["demo"]

@@ -50,12 +50,12 @@ class TenantRules:
     config: TenantConfig
     engine: Engine
     dictionary: Dictionary | None
-    mtime: float | None
 
 
-def build_rules(config: TenantConfig, mtime: float | None = None) -> TenantRules:
+def build_rules(config: TenantConfig) -> TenantRules:
+    """Compile a validated config: the engine and the LAC dictionary."""
     dictionary = Dictionary(config.dictionary) if config.dictionary else None
-    return TenantRules(config, Engine(config), dictionary, mtime)
+    return TenantRules(config, Engine(config), dictionary)
 
 
 def packaged_demo_dir() -> Path:
@@ -82,6 +82,7 @@ class TenantStore:
         self._tenants: dict[str, TenantRules] = {}
         self._lock = threading.Lock()
         self.last_errors: dict[str, ConfigError] = {}
+        self._checked: dict[str, float] = {}  # mtime of each tenant file when last validated
 
     # --- loading ---------------------------------------------------------------------------------------
 
@@ -93,20 +94,28 @@ class TenantStore:
         return out
 
     def reload_all(self, force: bool = False) -> dict[str, ConfigError]:
-        """(Re)load every file whose tenant is new or changed (all with `force`); returns errors by tenant."""
+        """(Re)load every file that is new or changed since it was last checked (all with `force`).
+
+        Returns the errors by tenant; a broken file is reported once, not at every poll.  A file that
+        disappears leaves its tenant's rules in force until the next restart (editors and deploy tools
+        replace files by renaming; a missing file is more often a moment than an intent).
+        """
         errors: dict[str, ConfigError] = {}
         for tenant, path in self._files().items():
-            current = self._tenants.get(tenant)
             try:
                 mtime = path.stat().st_mtime
             except OSError:
                 continue
-            if not force and current is not None and current.mtime == mtime:
+            if not force and self._checked.get(tenant) == mtime:
                 continue
             try:
                 self.reload(tenant)
             except ConfigError as exc:
                 errors[tenant] = exc
+            except ValueError as exc:  # a file whose name is not a tenant name
+                self._checked[tenant] = mtime
+                errors[tenant] = ConfigError(str(path), None, str(exc))
+                log.error("routing config ignored: %s", errors[tenant])
         return errors
 
     def reload(self, tenant: str, yaml_text: str | None = None) -> TenantConfig:
@@ -117,25 +126,17 @@ class TenantStore:
         """
         check_tenant_name(tenant)
         path = self._path(tenant)
-        mtime: float | None = None
         try:
             if yaml_text is None:
                 if path is None or not path.is_file():
                     raise UnknownTenant(tenant)
-                mtime = path.stat().st_mtime
+                self._checked[tenant] = path.stat().st_mtime
                 config = load_config_file(path, expect_tenant=tenant)
             else:
                 config = load_config(yaml_text, source=str(path or f"<{tenant}>"), expect_tenant=tenant)
-            rules = build_rules(config, mtime)
+            rules = build_rules(config)
         except ConfigError as exc:
             self.last_errors[tenant] = exc
-            with self._lock:
-                # Remember the broken file's mtime so the watcher does not report it every second.
-                cur = self._tenants.get(tenant)
-                if cur is not None and mtime is None and path is not None and path.is_file():
-                    mtime = path.stat().st_mtime
-                if cur is not None and mtime is not None:
-                    self._tenants[tenant] = TenantRules(cur.config, cur.engine, cur.dictionary, mtime)
             log.error("routing config refused, running rules stay in force: %s", exc)
             raise
         if yaml_text is not None and self.dir is not None:
@@ -144,7 +145,7 @@ class TenantStore:
             tmp = path.with_suffix(".yaml.tmp")
             tmp.write_text(yaml_text, "utf-8")
             os.replace(tmp, path)
-            rules = TenantRules(rules.config, rules.engine, rules.dictionary, path.stat().st_mtime)
+            self._checked[tenant] = path.stat().st_mtime
         with self._lock:
             self._tenants[tenant] = rules
         self.last_errors.pop(tenant, None)
