@@ -15,7 +15,15 @@ from zhida.directory import Directory
 from zhida.stack import config as stack_config
 from zhida.stack.up import kamailio_rpc, ng_ping
 
-from tests.ansible.conftest import ANSIBLE_DIR, REPO, Daemons, Provisioned
+from tests.ansible.conftest import (
+    ANSIBLE_DIR,
+    LOCAL_INVENTORY,
+    REPO,
+    Daemons,
+    Provisioned,
+    choose_ports,
+    run_playbook,
+)
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -234,3 +242,17 @@ def test_a_spoken_request_through_the_provisioned_platform_reaches_the_right_age
     assert line["group"] == "repair", line
     assert line["call_id"] in repair.received_calls()
     assert line["call_id"] not in operator.received_calls()
+
+
+def test_a_configuration_kamailio_refuses_never_replaces_the_live_one(tmp_path: Path) -> None:
+    """A site value Kamailio cannot parse fails the play at the staged check; nothing is installed."""
+    prefix = tmp_path / "root"
+    extra: dict[str, object] = {"site_prefix": str(prefix), **choose_ports(), "kamailio_sip_protocol": "carrier-pigeon"}
+    run = run_playbook(LOCAL_INVENTORY, tmp_path, extra, "--start-at-task", "kamailio : Load the OS specific variables")
+    assert run.returncode != 0, run.output[-3000:]
+    assert run.recap()["failed"] == 1
+    failed_task = run.output.split("fatal:", 1)[0].rsplit("TASK [", 1)[1].split("]", 1)[0]
+    assert failed_task == "kamailio : Check the staged configuration with kamailio -c"
+    assert "carrier-pigeon" in (prefix / "etc/kamailio/staging/kamailio-local.cfg").read_text()
+    assert not (prefix / "etc/kamailio/kamailio-local.cfg").exists()
+    assert not (prefix / "etc/kamailio/kamailio.cfg").exists()
