@@ -169,8 +169,9 @@ def learn(
             "routes": {},
         }
     )
-    doc["tenant"] = tenant
-    doc["threshold"] = round(threshold, 3)
+    # tenant and threshold first: they are what a reader looks for
+    rest = {k: v for k, v in doc.items() if k not in ("tenant", "threshold")}
+    doc = {"tenant": tenant, "threshold": round(threshold, 3), **rest}
     routes = doc.setdefault("routes", {})
     for r in routes.values():
         r.pop("learned", None)
