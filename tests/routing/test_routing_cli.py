@@ -141,7 +141,18 @@ def test_serve_routing_command(tmp_path: Path) -> None:
     tenants.mkdir()
     env = {**os.environ, "ZHIDA_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [*ZHIDA, "serve-routing", "--listen", "127.0.0.1:0", "--tenants", str(tenants), "--watch-interval", "0"],
+        [
+            *ZHIDA,
+            "serve-routing",
+            "--listen",
+            "127.0.0.1:0",
+            "--tenants",
+            str(tenants),
+            "--watch-interval",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -152,6 +163,10 @@ def test_serve_routing_command(tmp_path: Path) -> None:
         line = proc.stdout.readline()  # printed once serving
         ready = json.loads(line)
         assert ready["tenants"] == ["demo"]
+        import urllib.request
+
+        with urllib.request.urlopen(ready["metrics"], timeout=10) as resp:
+            assert "zhida_routing_tenants 1.0" in resp.read().decode()
         with grpc.insecure_channel(ready["listening"]) as ch:
             health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert health.status == health_pb2.HealthCheckResponse.SERVING

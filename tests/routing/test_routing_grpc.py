@@ -168,3 +168,24 @@ def test_health_and_reflection(channel: grpc.Channel, server: RoutingServer) -> 
     )
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"zhida.v1.RoutingService", "zhida.v1.UnderstandingService", "grpc.health.v1.Health"} <= names
+
+
+def test_metrics(channel: grpc.Channel) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    ok0 = value("zhida_routing_server_requests_total", method="Route", code="OK")
+    nf0 = value("zhida_routing_server_requests_total", method="Route", code="NOT_FOUND")
+    n0 = value("zhida_routing_server_decision_seconds_count", tenant="demo")
+    refused0 = value("zhida_routing_rules_reloads_total", tenant="acme", result="refused")
+    stub = pb_grpc.RoutingServiceStub(channel)
+    stub.Route(pb.RouteRequest(tenant="demo", text="我要退款"), timeout=10)
+    _code(stub.Route, pb.RouteRequest(tenant="ghost", text="你好"))
+    _code(stub.ReloadRules, pb.ReloadRulesRequest(tenant="acme", config_yaml="tenant: acme\nroutes: {}\n"))
+    assert value("zhida_routing_server_requests_total", method="Route", code="OK") == ok0 + 1
+    assert value("zhida_routing_server_requests_total", method="Route", code="NOT_FOUND") == nf0 + 1
+    assert value("zhida_routing_server_decision_seconds_count", tenant="demo") == n0 + 1
+    assert value("zhida_routing_rules_reloads_total", tenant="acme", result="refused") == refused0 + 1
+    assert value("zhida_routing_tenants") >= 1

@@ -136,20 +136,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from zhida.routing.server import install_sighup, serve
 
-    server = serve(args.listen, args.tenants, include_demo=not args.no_demo, watch_interval=args.watch_interval or None)
+    watch = args.watch_interval or None
+    server = serve(args.listen, args.tenants, include_demo=not args.no_demo, watch_interval=watch)
     install_sighup(server.store)
+    ready: dict[str, Any] = {
+        "listening": args.listen.rsplit(":", 1)[0] + f":{server.port}",
+        "tenants": server.store.tenants(),
+    }
+    if args.metrics_port is not None:
+        from zhida.metrics.http import start_metrics_server
+
+        _, port = start_metrics_server(args.metrics_port, addr=args.metrics_addr)
+        ready["metrics"] = f"http://{args.metrics_addr}:{port}/metrics"
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    print(
-        json.dumps(
-            {
-                "listening": args.listen.rsplit(":", 1)[0] + f":{server.port}",
-                "tenants": server.store.tenants(),
-            }
-        ),
-        flush=True,
-    )
+    print(json.dumps(ready), flush=True)  # one line: the server is ready
     done.wait()
     server.stop(grace=2.0)
     return 0
@@ -205,6 +207,8 @@ def register(sub: Any) -> None:
     s.add_argument("--listen", default="127.0.0.1:50053", help="HOST:PORT (port 0 picks a free one)")
     _tenants_arg(s)
     s.add_argument("--no-demo", action="store_true", help="do not serve the packaged demo tenant")
+    s.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (0: a free one)")
+    s.add_argument("--metrics-addr", default="127.0.0.1", help="address of the metrics endpoint")
     s.add_argument(
         "--watch-interval",
         type=float,

@@ -172,9 +172,7 @@ def _parse_hours(spec: str) -> list[OpenSpan]:
     start = time(h1 % 24, m1)
     end = time(23, 59, 59, 999999) if (h2, m2) == (24, 0) else time(h2, m2)
     if end <= start:
-        raise ValueError(
-            f"business hours {spec!r}: the span must end after it starts (split overnight spans)"
-        )
+        raise ValueError(f"business hours {spec!r}: the span must end after it starts (split overnight spans)")
     i, j = DAYS.index(d1), DAYS.index(d2)
     days = list(range(i, j + 1)) if i <= j else list(range(i, 7)) + list(range(0, j + 1))
     return [OpenSpan(d, start, end) for d in days]
@@ -282,9 +280,7 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
     )
     for digit, target in fallback.dtmf_menu.items():
         if target not in routes:
-            raise fail(
-                ["fallback", "dtmf_menu", digit], f"fallback/dtmf_menu/{digit}: unknown route {target!r}"
-            )
+            raise fail(["fallback", "dtmf_menu", digit], f"fallback/dtmf_menu/{digit}: unknown route {target!r}")
     if fallback.then == "dtmf" and not fallback.dtmf_menu:
         raise fail(["fallback", "then"], "fallback/then is 'dtmf' but fallback/dtmf_menu is empty")
 
@@ -314,9 +310,7 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
     for canon, variants in synonyms.items():
         for v in variants:
             if v in owner and owner[v] != canon:
-                raise fail(
-                    ["synonyms", canon], f"synonyms: {v!r} is a variant of both {owner[v]!r} and {canon!r}"
-                )
+                raise fail(["synonyms", canon], f"synonyms: {v!r} is a variant of both {owner[v]!r} and {canon!r}")
             owner[v] = canon
 
     return TenantConfig(

@@ -8,6 +8,7 @@ nothing a client sends can take the server down.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC
 
@@ -15,6 +16,7 @@ import grpc
 
 from zhida.routing.config import ConfigError
 from zhida.routing.engine import AFTER_HOURS, FALLBACK, REPROMPT, ROUTE, Decision
+from zhida.routing.metrics import DECISION_SECONDS, REQUESTS
 from zhida.routing.store import TenantStore, UnknownTenant
 from zhida.understanding.analyzer import Word
 from zhida.v1 import routing_pb2 as pb
@@ -60,9 +62,7 @@ def decision_pb(d: Decision) -> pb.Decision:
         group=d.group,
         score=d.score,
         confidence=d.confidence,
-        explanation=[
-            pb.Contribution(term=c.term, route=c.route, weight=c.weight, kind=c.kind) for c in d.explanation
-        ],
+        explanation=[pb.Contribution(term=c.term, route=c.route, weight=c.weight, kind=c.kind) for c in d.explanation],
         announcement=d.announcement,
         runner_up_route=d.runner_up_route,
         runner_up_confidence=d.runner_up_confidence,
@@ -71,21 +71,25 @@ def decision_pb(d: Decision) -> pb.Decision:
     )
 
 
-def _run(context: grpc.ServicerContext, fn, *args):  # type: ignore[no-untyped-def]
+def _run(context: grpc.ServicerContext, method: str, fn, *args):  # type: ignore[no-untyped-def]
     """Call fn, mapping our errors to status codes; unexpected errors become INTERNAL, logged."""
+    code, message = grpc.StatusCode.OK, ""
     try:
         return fn(*args)
     except _Abort as exc:
-        context.abort(exc.code, exc.message)
+        code, message = exc.code, exc.message
     except UnknownTenant as exc:
-        context.abort(grpc.StatusCode.NOT_FOUND, f"tenant: {exc}")
+        code, message = grpc.StatusCode.NOT_FOUND, f"tenant: {exc}"
     except ConfigError as exc:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"config_yaml: {exc}")
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, f"config_yaml: {exc}"
     except ValueError as exc:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     except Exception:
         log.exception("routing request failed")
-        context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the routing server)")
+        code, message = grpc.StatusCode.INTERNAL, "internal error (logged on the routing server)"
+    finally:
+        REQUESTS.labels(method, code.name).inc()
+    context.abort(code, message)
 
 
 class UnderstandingServicer(pb_grpc.UnderstandingServiceServicer):
@@ -98,11 +102,9 @@ class UnderstandingServicer(pb_grpc.UnderstandingServiceServicer):
             _check_text(request.text)
             return pb.AnalyzeResponse(words=_words_pb(self.store.analyze(request.tenant, [request.text])[0]))
 
-        return _run(context, go)
+        return _run(context, "Analyze", go)
 
-    def BatchAnalyze(
-        self, request: pb.BatchAnalyzeRequest, context: grpc.ServicerContext
-    ) -> pb.BatchAnalyzeResponse:
+    def BatchAnalyze(self, request: pb.BatchAnalyzeRequest, context: grpc.ServicerContext) -> pb.BatchAnalyzeResponse:
         def go() -> pb.BatchAnalyzeResponse:
             _check_tenant(request.tenant)
             if len(request.texts) > MAX_BATCH:
@@ -112,7 +114,7 @@ class UnderstandingServicer(pb_grpc.UnderstandingServiceServicer):
             results = self.store.analyze(request.tenant, list(request.texts))
             return pb.BatchAnalyzeResponse(results=[pb.AnalyzeResponse(words=_words_pb(w)) for w in results])
 
-        return _run(context, go)
+        return _run(context, "BatchAnalyze", go)
 
 
 class RoutingServicer(pb_grpc.RoutingServiceServicer):
@@ -134,28 +136,22 @@ class RoutingServicer(pb_grpc.RoutingServiceServicer):
                     pos += len(w.text)
                 joined = "".join(w.text for w in words)
                 if text and text != joined:
-                    raise _Abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, "words: their texts do not spell `text` (send one)"
-                    )
+                    raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "words: their texts do not spell `text` (send one)")
                 text = joined
                 _check_text(text, "words")
             at = request.at.ToDatetime(tzinfo=UTC) if request.HasField("at") else None
-            decision, used = self.store.route(
-                request.tenant, text, words, attempt=request.attempt or 1, at=at
-            )
+            t0 = time.perf_counter()
+            decision, used = self.store.route(request.tenant, text, words, attempt=request.attempt or 1, at=at)
+            DECISION_SECONDS.labels(request.tenant).observe(time.perf_counter() - t0)
             version = self.store.get(request.tenant).config.version
-            return pb.RouteResponse(
-                decision=decision_pb(decision), words=_words_pb(used), rules_version=version
-            )
+            return pb.RouteResponse(decision=decision_pb(decision), words=_words_pb(used), rules_version=version)
 
-        return _run(context, go)
+        return _run(context, "Route", go)
 
-    def ReloadRules(
-        self, request: pb.ReloadRulesRequest, context: grpc.ServicerContext
-    ) -> pb.ReloadRulesResponse:
+    def ReloadRules(self, request: pb.ReloadRulesRequest, context: grpc.ServicerContext) -> pb.ReloadRulesResponse:
         def go() -> pb.ReloadRulesResponse:
             _check_tenant(request.tenant)
             config = self.store.reload(request.tenant, request.config_yaml or None)
             return pb.ReloadRulesResponse(version=config.version)
 
-        return _run(context, go)
+        return _run(context, "ReloadRules", go)

@@ -25,6 +25,7 @@ from zhida.routing.config import (
     load_config_file,
 )
 from zhida.routing.engine import Decision, Engine
+from zhida.routing.metrics import RELOADS, TENANTS
 from zhida.understanding.analyzer import Analyzer, Dictionary, Word, get_analyzer
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class TenantStore:
             rules = build_rules(config)
         except ConfigError as exc:
             self.last_errors[tenant] = exc
+            RELOADS.labels(tenant, "refused").inc()
             log.error("routing config refused, running rules stay in force: %s", exc)
             raise
         if yaml_text is not None and self.dir is not None:
@@ -148,6 +150,8 @@ class TenantStore:
             self._checked[tenant] = path.stat().st_mtime
         with self._lock:
             self._tenants[tenant] = rules
+            TENANTS.set(len(self._tenants))
+        RELOADS.labels(tenant, "installed").inc()
         self.last_errors.pop(tenant, None)
         log.info("routing config of %s in force, version %s", tenant, config.version)
         return config
