@@ -96,6 +96,34 @@ def run_streams(backend: Any, streams: int, seconds: float, chunk: int, left_chu
     }
 
 
+def rescoring_cost(folder: Any, seconds: float, hyps: int, tokens: int) -> dict[str, Any]:
+    """CPU and wall time of one attention rescoring (end of utterance) with the paddle decoder.
+
+    Both backends rescore with paddle; the cost grows with the number and length of the hypotheses and the
+    utterance length (the decoder attends over all encoder frames).
+    """
+    import numpy as np
+    from zhida.recognizer.onnx.backend import _paddle_decoder_only
+
+    decoder = _paddle_decoder_only(folder)
+    spec = decoder.spec
+    rng = np.random.default_rng(0)
+    frames = round(seconds * 1000 / (10 * spec.subsampling))
+    enc = rng.standard_normal((frames, spec.hidden)).astype(np.float32)
+    cands = [list(rng.integers(1, spec.vocab_size - 1, tokens)) for _ in range(hyps)]
+    decoder.attention_scores(enc, cands, 0.3)  # warm-up
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(3):
+        decoder.attention_scores(enc, cands, 0.3)
+    return {
+        "utterance_s": seconds,
+        "hyps": hyps,
+        "tokens": tokens,
+        "cpu_ms": round((time.process_time() - c0) / 3 * 1000, 1),
+        "wall_ms": round((time.perf_counter() - t0) / 3 * 1000, 1),
+    }
+
+
 def machine() -> str:
     cpu = ""
     try:
@@ -120,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--left-chunks", type=int, default=None, help="(default: the model's; -1 all)")
     parser.add_argument("--threads", type=int, default=1, help="compute threads per backend")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--rescoring",
+        default="",
+        help="also time attention rescoring: HYPSxTOKENS list, e.g. 10x15,3x15 (over --seconds of audio)",
+    )
     args = parser.parse_args(argv)
     # Paddle's CPU kernels read this when paddle is imported: give both backends the same number of threads.
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -130,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = ModelFolder.load(folder_path)
     decode = folder.decode or {}
     chunk = args.chunk or int(decode.get("decoding_chunk_size", 16))
-    left = (
-        args.left_chunks if args.left_chunks is not None else int(decode.get("num_decoding_left_chunks", -1))
-    )
+    left = args.left_chunks if args.left_chunks is not None else int(decode.get("num_decoding_left_chunks", -1))
     results: dict[str, Any] = {
         "machine": machine(),
         "model": str(folder_path),
@@ -164,6 +195,15 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         del backend
+    for item in filter(None, args.rescoring.split(",")):
+        hyps, tokens = (int(v) for v in item.lower().split("x"))
+        cost = rescoring_cost(folder, args.seconds, hyps, tokens)
+        results.setdefault("rescoring", []).append(cost)
+        print(
+            f"# rescoring {hyps} hyps x {tokens} tokens over {args.seconds} s: "
+            f"{cost['cpu_ms']} ms CPU, {cost['wall_ms']} ms wall",
+            flush=True,
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
