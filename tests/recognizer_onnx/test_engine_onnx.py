@@ -64,3 +64,12 @@ async def test_onnx_transcript_equals_paddle(exported_model: tuple[Path, bool], 
         # The committed test model knows this sentence: the transcript is not empty noise.
         assert onnx_final
         assert onnx_partials, "no interim results before the final"
+
+
+def test_engine_without_export_names_the_command(exported_model: tuple[Path, bool], tmp_path: Path) -> None:
+    from zhida.recognizer.modelfolder import ModelError
+
+    folder = tmp_path / "model"
+    shutil.copytree(exported_model[0], folder, ignore=shutil.ignore_patterns("encoder*.onnx*"))
+    with pytest.raises(ModelError, match="zhida models export-onnx"):
+        Recognizer.load(folder, backend="onnx")

@@ -88,9 +88,7 @@ def test_batching_does_not_change_a_stream(backends) -> None:
     _, onnx_backend, _ = backends
     dim = onnx_backend.spec.feat_dim
     alone = _stream_two_calls(onnx_backend, [_features(3, 160, dim)], starts=(0,))[0]
-    batched = _stream_two_calls(
-        onnx_backend, [_features(3, 160, dim), _features(5, 300, dim)], starts=(3, 0)
-    )[0]
+    batched = _stream_two_calls(onnx_backend, [_features(3, 160, dim), _features(5, 300, dim)], starts=(3, 0))[0]
     np.testing.assert_allclose(batched, alone, atol=1e-4, rtol=0)
 
 
