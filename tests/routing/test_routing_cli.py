@@ -127,6 +127,12 @@ def test_learn_writes_an_editable_tenant_in_the_data_dir(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr
     assert "冰箱: 50" in yaml_path.read_text("utf-8")
 
+    # Learning with simulated recognition errors gives rules of the same shape.
+    args = ("rules", "learn", "--tenant", "shop", "--c", "10", "--folds", "3", "--augment-cer", "0.1")
+    out = run(*args, str(tsv), data_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["max_probability_gap"] < 0.05
+
 
 def test_serve_routing_command(tmp_path: Path) -> None:
     """The real `zhida serve-routing` process: readiness, Route, SIGHUP reload, clean exit on SIGTERM."""

@@ -106,6 +106,8 @@ def cmd_rules_learn(args: argparse.Namespace) -> int:
         max_wrong=args.max_wrong,
         prune=args.prune,
         source_name=Path(args.file).name,
+        augment_cer=args.augment_cer,
+        seed=args.seed,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".yaml.tmp")
@@ -191,6 +193,13 @@ def register(sub: Any) -> None:
         default=0.05,
         help="target wrong-group rate that sets the confidence threshold (cross-validated)",
     )
+    learn.add_argument(
+        "--augment-cer",
+        type=float,
+        default=0.0,
+        help="also learn from a copy of each sentence with recognition-like errors at this CER (e.g. 0.1)",
+    )
+    learn.add_argument("--seed", type=int, default=0, help="seed of --augment-cer")
     learn.add_argument("--prune", type=float, default=0.02, help="drop learned weights smaller than this")
     learn.add_argument("file", help="TSV with `text` and `group` (or UnionPay `subject`), optional `faq_id`")
     learn.set_defaults(func=cmd_rules_learn)

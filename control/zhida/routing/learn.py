@@ -66,16 +66,24 @@ def featurize(
     ]
 
 
-def _cv_predictions(x: Any, y: Any, groups: Any, c: float, folds: int) -> tuple[Any, Any]:
-    """Out-of-fold (best class, its probability) for every example."""
+def _cv_predictions(x: Any, y: Any, groups: Any, c: float, folds: int, extra: Any = None) -> tuple[Any, Any]:
+    """Out-of-fold (best class, its probability) for every example.
+
+    `extra`: feature rows of noisy copies, one per example (same order): a fold trains on the copies of its
+    training examples too, and is measured on the clean held-out examples only.
+    """
     import numpy as np
+    import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
     pred = np.empty(len(y), dtype=object)
     conf = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=folds).split(x, y, groups):
-        model = LogisticRegression(C=c, max_iter=3000).fit(x[train], y[train])
+        xt, yt = x[train], y[train]
+        if extra is not None:
+            xt, yt = sp.vstack([xt, extra[train]]).tocsr(), np.concatenate([yt, yt])
+        model = LogisticRegression(C=c, max_iter=3000).fit(xt, yt)
         p = model.predict_proba(x[test])
         pred[test] = model.classes_[p.argmax(1)]
         conf[test] = p.max(1)
@@ -120,8 +128,14 @@ def learn(
     max_phrase: int = 3,
     prune: float = 0.02,
     source_name: str = "",
+    augment_cer: float = 0.0,
+    seed: int = 0,
 ) -> tuple[str, LearnReport]:
-    """Fit, tune and render the tenant YAML; returns (yaml_text, report)."""
+    """Fit, tune and render the tenant YAML; returns (yaml_text, report).
+
+    augment_cer > 0 adds one copy of every sentence with recognition-like errors at that rate (seeded), so
+    that the weights also hold on recogniser output; thresholds are still tuned on the clean sentences.
+    """
     import numpy as np
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -136,18 +150,31 @@ def learn(
 
     texts = [e.text for e in examples]
     words = analyzer.analyze_many(texts, dictionary)
-    feats = featurize(texts, words, negation, max_phrase)
+
     # Learned words must survive the config check (no surrounding spaces).
-    feats = [{k: v for k, v in f.items() if k[2:] == k[2:].strip() and k[2:]} for f in feats]
+    def clean(fs: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in f.items() if k[2:] == k[2:].strip() and k[2:]} for f in fs]
+
+    feats = clean(featurize(texts, words, negation, max_phrase))
+    noisy_feats: list[dict[str, float]] = []
+    if augment_cer > 0:
+        import random
+
+        from zhida.routing.noise import inject
+
+        rng = random.Random(seed)
+        noisy = [inject(t, augment_cer, rng) for t in texts]
+        noisy_feats = clean(featurize(noisy, analyzer.analyze_many(noisy, dictionary), negation, max_phrase))
     vec = DictVectorizer()
-    x = vec.fit_transform(feats).tocsr()
+    x_all = vec.fit_transform(feats + noisy_feats).tocsr()
+    x, x_noisy = x_all[: len(feats)], (x_all[len(feats) :] if noisy_feats else None)
     y = np.array([route_of[e.group] for e in examples], dtype=object)
     groups = np.array([e.paraphrase_group for e in examples], dtype=object)
     folds = max(2, min(folds, len(set(groups))))
 
     best: tuple[float, float, Any, Any] | None = None
     for c in c_grid:
-        pred, conf = _cv_predictions(x, y, groups, c, folds)
+        pred, conf = _cv_predictions(x, y, groups, c, folds, x_noisy)
         acc = float((pred == y).mean())
         log.info("C=%g: cross-validated top-1 accuracy %.3f", c, acc)
         if best is None or acc > best[1]:
@@ -158,7 +185,7 @@ def learn(
     threshold = min(0.99, max(0.05, choose_threshold(correct, conf, max_wrong)))
     routed = conf >= threshold
 
-    model = LogisticRegression(C=c, max_iter=3000).fit(x, y)
+    model = LogisticRegression(C=c, max_iter=3000).fit(x_all, np.concatenate([y, y]) if noisy_feats else y)
     names = vec.get_feature_names_out()
     doc: dict[str, Any] = (
         copy.deepcopy(base.raw)
@@ -204,10 +231,17 @@ def learn(
         "# (weight 0 silences it): hand-written terms win.  YAML comments are not kept by re-learning.\n"
     )
     text = header + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=1000)
-    # What we write must load, and the engine running it must be the model (up to rounding and pruning).
+    # What we write must load, and its learned part, run by the engine, must be the model (up to rounding
+    # and pruning).  Hand rules, synonyms and routes without training data are left out of that check:
+    # they are the operator's changes to the model.
     from zhida.routing.engine import Engine
 
-    engine = Engine(load_config(text, source=f"<learned {tenant}>", expect_tenant=tenant))
+    config = load_config(text, source=f"<learned {tenant}>", expect_tenant=tenant)
+    config.synonyms, config.unsure_score = {}, None
+    config.routes = {name: config.routes[name] for name in classes}
+    for r in config.routes.values():
+        r.bias, r.words, r.phrases, r.tags = 0.0, {}, {}, {}
+    engine = Engine(config)
     model_p = model.predict_proba(x)
     gap = 0.0
     for i, (t, w) in enumerate(zip(texts, words, strict=True)):
