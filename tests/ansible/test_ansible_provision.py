@@ -47,6 +47,13 @@ def test_second_run_reports_no_change(provisioned: Provisioned) -> None:
     assert recap["failed"] == 0
 
 
+def test_a_dry_run_of_the_provisioned_machine_reports_no_change(provisioned: Provisioned, tmp_path: Path) -> None:
+    dry = run_playbook(LOCAL_INVENTORY, tmp_path, {"site_prefix": str(provisioned.prefix), **provisioned.ports},
+                       "--check", "--diff")
+    assert dry.returncode == 0, dry.output[-6000:]
+    assert dry.recap()["changed"] == 0, f"check mode would change: {dry.changed_tasks()}"
+
+
 def test_kamailio_gets_the_repository_script_unchanged_and_it_validates(provisioned: Provisioned) -> None:
     installed = provisioned.path("etc/kamailio/kamailio.cfg")
     assert installed.read_bytes() == (REPO / "kamailio" / "kamailio.cfg").read_bytes()
