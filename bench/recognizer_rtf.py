@@ -49,14 +49,14 @@ def prepare_model(arch: str, work: Path) -> Path:
     return folder
 
 
-def load_backend(name: str, folder: Any, threads: int) -> Any:
+def load_backend(name: str, folder: Any, threads: int, rescoring: bool = False) -> Any:
     if name == "paddle":
         from zhida.recognizer.backend import PaddleChunkEncoder
 
         return PaddleChunkEncoder(folder.build_model(), folder.fbank.n_mels)
     from zhida.recognizer.onnx.backend import OnnxChunkEncoder
 
-    return OnnxChunkEncoder.from_folder(folder, int8=name == "onnx-int8", threads=threads, decoder=False)
+    return OnnxChunkEncoder.from_folder(folder, int8=name == "onnx-int8", threads=threads, decoder=rescoring)
 
 
 def run_streams(backend: Any, streams: int, seconds: float, chunk: int, left_chunks: int) -> dict[str, Any]:
@@ -96,26 +96,25 @@ def run_streams(backend: Any, streams: int, seconds: float, chunk: int, left_chu
     }
 
 
-def rescoring_cost(folder: Any, seconds: float, hyps: int, tokens: int) -> dict[str, Any]:
-    """CPU and wall time of one attention rescoring (end of utterance) with the paddle decoder.
+def rescoring_cost(backend: Any, seconds: float, hyps: int, tokens: int) -> dict[str, Any]:
+    """CPU and wall time of one attention rescoring (end of utterance) through `backend.attention_scores`.
 
-    Both backends rescore with paddle; the cost grows with the number and length of the hypotheses and the
-    utterance length (the decoder attends over all encoder frames).
+    The cost grows with the number and length of the hypotheses and with the utterance (the decoder attends
+    over all encoder frames).
     """
     import numpy as np
-    from zhida.recognizer.onnx.backend import _paddle_decoder_only
 
-    decoder = _paddle_decoder_only(folder)
-    spec = decoder.spec
+    spec = backend.spec
     rng = np.random.default_rng(0)
     frames = round(seconds * 1000 / (10 * spec.subsampling))
     enc = rng.standard_normal((frames, spec.hidden)).astype(np.float32)
     cands = [list(rng.integers(1, spec.vocab_size - 1, tokens)) for _ in range(hyps)]
-    decoder.attention_scores(enc, cands, 0.3)  # warm-up
+    backend.attention_scores(enc, cands, 0.3)  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(3):
-        decoder.attention_scores(enc, cands, 0.3)
+        backend.attention_scores(enc, cands, 0.3)
     return {
+        "backend": backend.name,
         "utterance_s": seconds,
         "hyps": hyps,
         "tokens": tokens,
@@ -182,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in args.backends.split(","):
-        backend = load_backend(name, folder, args.threads)
+        backend = load_backend(name, folder, args.threads, rescoring=bool(args.rescoring))
         run_streams(backend, 1, 0.64, chunk, left)  # warm-up: first calls allocate and optimise
         for n in (int(s) for s in args.streams.split(",")):
             row = run_streams(backend, n, args.seconds, chunk, left)
@@ -194,16 +193,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['step_ms_mean']} / {row['step_ms_max']} |",
                 flush=True,
             )
+        for item in filter(None, args.rescoring.split(",")):
+            hyps, tokens = (int(v) for v in item.lower().split("x"))
+            cost = rescoring_cost(backend, args.seconds, hyps, tokens)
+            results.setdefault("rescoring", []).append(cost)
+            print(
+                f"# {name}: rescoring {hyps} hyps x {tokens} tokens over {args.seconds} s: "
+                f"{cost['cpu_ms']} ms CPU, {cost['wall_ms']} ms wall",
+                flush=True,
+            )
         del backend
-    for item in filter(None, args.rescoring.split(",")):
-        hyps, tokens = (int(v) for v in item.lower().split("x"))
-        cost = rescoring_cost(folder, args.seconds, hyps, tokens)
-        results.setdefault("rescoring", []).append(cost)
-        print(
-            f"# rescoring {hyps} hyps x {tokens} tokens over {args.seconds} s: "
-            f"{cost['cpu_ms']} ms CPU, {cost['wall_ms']} ms wall",
-            flush=True,
-        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

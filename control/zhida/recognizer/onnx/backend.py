@@ -116,7 +116,7 @@ class OnnxChunkEncoder:
         import onnxruntime as ort
 
         self.name = name
-        self._decoder = decoder  # a PaddleChunkEncoder used only for attention_scores
+        self._decoder = decoder  # a PaddleRescorer (rescoring.py), used only for attention_scores
         self._session = ort.InferenceSession(
             str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"]
         )
@@ -151,9 +151,7 @@ class OnnxChunkEncoder:
         onnx_path, meta = read_meta(folder.path, int8)
         check_checkpoint(folder, meta)
         if int(meta["vocab_size"]) != len(folder.vocab) or int(meta["feat_dim"]) != folder.fbank.n_mels:
-            raise OnnxModelMissingError(
-                f"{onnx_path} does not match {folder.path}: {_export_hint(folder.path)}"
-            )
+            raise OnnxModelMissingError(f"{onnx_path} does not match {folder.path}: {_export_hint(folder.path)}")
         bidirectional = str(folder.config.get("decoder", "transformer")) == "bitransformer"
         paddle_decoder = None
         if decoder:
@@ -181,9 +179,7 @@ class OnnxChunkEncoder:
             raise ValueError(f"feats must be [B, T, {spec.feat_dim}], got {feats.shape}")
         chunk = (feats.shape[1] - spec.right_context - 1) // spec.subsampling + 1
         if chunk < 1:
-            raise ValueError(
-                f"a chunk needs at least {spec.input_frames(1)} feature frames, got {feats.shape[1]}"
-            )
+            raise ValueError(f"a chunk needs at least {spec.input_frames(1)} feature frames, got {feats.shape[1]}")
         if int(np.max(offsets, initial=0)) + chunk >= spec.max_positions:
             raise ValueError("stream longer than the model's positional encoding table")
         feed = {
@@ -198,25 +194,24 @@ class OnnxChunkEncoder:
         grown = np.concatenate([feed["att_cache"], chunk_kv], axis=3)
         return ChunkOutput(encoder_out, log_probs, grown, next_cnn)
 
-    def attention_scores(
-        self, encoder_out: np.ndarray, hyps: list[list[int]], reverse_weight: float
-    ) -> np.ndarray:
+    def attention_scores(self, encoder_out: np.ndarray, hyps: list[list[int]], reverse_weight: float) -> np.ndarray:
         if self._decoder is None:
             raise RuntimeError("this OnnxChunkEncoder was loaded without the attention decoder")
-        return self._decoder.attention_scores(encoder_out, hyps, reverse_weight)
+        return self._decoder.scores(encoder_out, hyps, reverse_weight)
 
 
 def _paddle_decoder_only(folder: ModelFolder) -> Any:
-    """PaddleChunkEncoder for `attention_scores`; the encoder's and CTC layer's paddle weights are released."""
-    from zhida.recognizer.backend import PaddleChunkEncoder
+    """The paddle rescorer of a model folder; the encoder's and CTC layer's paddle weights are released."""
+    from zhida.recognizer.onnx.rescoring import PaddleRescorer
 
     model = folder.build_model()
-    decoder = PaddleChunkEncoder(model, folder.fbank.n_mels)
+    bidirectional = bool(model.is_bidirectional_decoder())
+    rescorer = PaddleRescorer(model, int(model.sos), bidirectional)
     for layer in (model.encoder, model.ctc):
         for param in layer.parameters():
-            param._clear_data()  # keeps the Layer objects (the decoder path never calls them), frees the tensors
+            param._clear_data()  # keeps the Layer objects (rescoring never calls them), frees the tensors
     _return_freed_memory()
-    return decoder
+    return rescorer
 
 
 def _return_freed_memory() -> None:

@@ -24,9 +24,7 @@ def add_export_command(models_sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a model folder (with model.yaml)")
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
-    parser.add_argument(
-        "--no-check", action="store_true", help="skip comparing ONNX with paddle after export"
-    )
+    parser.add_argument("--no-check", action="store_true", help="skip comparing ONNX with paddle after export")
     parser.set_defaults(func=_run)
 
 

@@ -132,13 +132,13 @@ def verify(graph: Any, onnx_path: Path, feat_dim: int, seed: int = 0) -> dict[st
         feed = {
             "feats": rng.standard_normal((batch, frames, feat_dim)).astype(np.float32),
             "offsets": rng.integers(cache_len, cache_len + 200, batch).astype(np.int64),
-            "att_cache": rng.standard_normal(
-                (batch, graph.num_layers, graph.heads, cache_len, 2 * graph.d_k)
-            ).astype(np.float32),
+            "att_cache": rng.standard_normal((batch, graph.num_layers, graph.heads, cache_len, 2 * graph.d_k)).astype(
+                np.float32
+            ),
             "att_cache_len": rng.integers(0, cache_len + 1, batch).astype(np.int64),
-            "cnn_cache": rng.standard_normal(
-                (batch, graph.num_layers, graph.d_model, graph.cnn_lorder)
-            ).astype(np.float32),
+            "cnn_cache": rng.standard_normal((batch, graph.num_layers, graph.d_model, graph.cnn_lorder)).astype(
+                np.float32
+            ),
         }
         with paddle.no_grad():
             ref = graph(*(paddle.to_tensor(feed[k]) for k in INPUT_NAMES))
