@@ -128,6 +128,8 @@ class Provisioned:
             elif key == "Environment":
                 name_, _, val = shlex.split(value)[0].partition("=")
                 env[name_] = val
+            elif key == "EnvironmentFile":
+                env.update(self.env_file(str(Path(value.lstrip("-")).relative_to(self.prefix))))
             elif key == "WorkingDirectory":
                 cwd = Path(value)
         return argv, env, cwd

@@ -119,8 +119,10 @@ def test_units_run_the_installed_package_with_the_provisioned_files(provisioned:
         assert Path(argv[0]) == REPO / ".venv" / "bin" / "zhida"
         assert argv[1] == f"serve-{service}"
         assert cwd == provisioned.path("var/lib/zhida")
-    argv, _, _ = provisioned.unit("zhida-controller.service")
+    argv, env, _ = provisioned.unit("zhida-controller.service")
     assert argv[2:] == ["--config", str(provisioned.path("etc/zhida/zhida.yaml"))]
+    assert env["OMP_NUM_THREADS"] == "1"  # from the environment file, not the world-readable unit
+    assert oct(provisioned.path("etc/zhida/environment").stat().st_mode & 0o777) == "0o640"
 
 
 def test_grafana_provisioning_matches_the_dashboards(provisioned: Provisioned) -> None:
