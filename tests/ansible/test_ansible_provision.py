@@ -265,3 +265,30 @@ def test_a_configuration_kamailio_refuses_never_replaces_the_live_one(tmp_path: 
     assert "carrier-pigeon" in (prefix / "etc/kamailio/staging/kamailio-local.cfg").read_text()
     assert not (prefix / "etc/kamailio/kamailio-local.cfg").exists()
     assert not (prefix / "etc/kamailio/kamailio.cfg").exists()
+
+
+def kernel_module_available() -> bool:
+    return subprocess.run(["modinfo", "xt_RTPENGINE"], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["auto", "kernel"])
+def test_rtpengine_falls_back_to_userspace_only_when_asked_to(mode: str, tmp_path: Path) -> None:
+    """auto: the module does not load here, so rtpengine forwards in userspace; kernel: the play refuses."""
+    if kernel_module_available():
+        pytest.skip("this machine has the rtpengine kernel module")
+    prefix = tmp_path / "root"
+    # The module's packages (DKMS, headers of this kernel) are left out: the point is the module not loading.
+    extra = {"site_prefix": str(prefix), **choose_ports(), "rtpengine_forwarding": mode,
+             "rtpengine_kernel_packages": []}
+    run = run_playbook(LOCAL_INVENTORY, tmp_path, extra,
+                       "--start-at-task", "rtpengine : Load the OS specific variables")
+    if mode == "auto":
+        assert run.returncode == 0, run.output[-4000:]
+        rendered = read_ini(prefix / "etc/rtpengine/rtpengine.conf")["rtpengine"]
+        assert rendered["table"] == "-1"
+        assert "MANAGE_IPTABLES=no" in (prefix / "etc/default/rtpengine-daemon").read_text()
+    else:
+        assert run.returncode != 0
+        failed_task = run.output.split("fatal:", 1)[0].rsplit("TASK [", 1)[1].split("]", 1)[0]
+        assert failed_task == "rtpengine : Probe the kernel module"
+        assert not (prefix / "etc/rtpengine/rtpengine.conf").exists()
