@@ -20,6 +20,7 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 NUMBER_RE = re.compile(r"^\+?[0-9]{3,32}$")
 TRUNK_MODES = ("early", "answered")
 TRUNK_GROUP = 1
+B2BUA_GROUP = 2  # the controller's B2BUA (kamailio.cfg B2BUA_GROUP)
 
 
 class DirectoryError(ValueError):
@@ -181,6 +182,19 @@ class Directory:
             db.execute(delete(schema.trunk).where(schema.trunk.c.address == address))
             db.execute(insert(schema.trunk).values(address=address, mask=mask, mode=mode))
             self._sync_kamailio(db)
+
+    def set_b2bua_source(self, address: str, port: int) -> None:
+        """Kamailio trusts agent-leg INVITEs of answered calls from this exact address and port only."""
+        try:
+            ipaddress.ip_address(address)
+        except ValueError as exc:
+            raise DirectoryError("address", f"not an IP address: {address!r}") from exc
+        if not 0 < port < 65536:
+            raise DirectoryError("port", f"not a UDP port: {port}")
+        with self.engine.begin() as db:
+            db.execute(delete(schema.address).where(schema.address.c.grp == B2BUA_GROUP))
+            db.execute(insert(schema.address).values(grp=B2BUA_GROUP, ip_addr=address, mask=32, port=port,
+                                                     tag="b2bua"))
 
     # ----- Kamailio-facing rows -----
 
