@@ -27,8 +27,10 @@ REQUIREMENTS = (
     "packaging",  # imported by paddle2onnx but not declared by it
     # What paddle2onnx's constant folding would otherwise pip-install while converting.
     "sympy",
-    "onnxruntime",
-    "onnx",
+    # The converter's and quantiser's versions this export was verified with: a newer onnx may write a model
+    # IR version that the serving environment's onnxruntime does not read yet.
+    "onnxruntime==1.32.0",
+    "onnx==1.17.0",
 )
 WORKER = Path(__file__).resolve().parent / "convert_worker.py"
 
