@@ -104,9 +104,7 @@ async def run_level(port: int, calls: list[tuple[str, bytes, int]], timeout: flo
 
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = recognizer_pb2_grpc.RecognizerServiceStub(channel)
-        return list(
-            await asyncio.gather(*(one_call(stub, recognizer_pb2, a, o, timeout) for _, a, o in calls))
-        )
+        return list(await asyncio.gather(*(one_call(stub, recognizer_pb2, a, o, timeout) for _, a, o in calls)))
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -138,27 +136,11 @@ def summarise(stats: list[StreamStats], texts: list[str]) -> dict[str, Any]:
 # -- the server child --------------------------------------------------------------------------------------
 
 
-async def _serve_child(model_dir: Path, backend: str, max_streams: int, chunk: int, threads: int) -> None:
-    from zhida.recognizer.engine import EngineConfig, Recognizer
-    from zhida.recognizer.modelfolder import ModelFolder
+async def _serve_child(model_dir: Path, backend: str, max_streams: int, chunk: int) -> None:
     from zhida.recognizer.server import start_server, stop_server
 
-    recognizer = None
-    if backend == "onnx-int8":
-        from zhida.recognizer.onnx.backend import OnnxChunkEncoder
-
-        folder = ModelFolder.load(model_dir)
-        recognizer = Recognizer(
-            folder, OnnxChunkEncoder.from_folder(folder, int8=True, threads=threads), EngineConfig()
-        )
-        backend = "onnx"
     server, port, rec = await start_server(
-        "127.0.0.1:0",
-        model_dir,
-        max_streams=max_streams,
-        chunk_size=chunk or None,
-        backend=backend,
-        recognizer=recognizer,
+        "127.0.0.1:0", model_dir, max_streams=max_streams, chunk_size=chunk or None, backend=backend
     )
     print(f"PORT {port}", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
@@ -166,7 +148,8 @@ async def _serve_child(model_dir: Path, backend: str, max_streams: int, chunk: i
 
 
 def start_child(model_dir: Path, backend: str, max_streams: int, chunk: int, threads: int) -> tuple[Any, int]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    # The same number of compute threads for every backend: paddle's kernels and onnxruntime's pool.
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), ZHIDA_ONNX_THREADS=str(threads))
     cmd = [
         sys.executable,
         "-m",
@@ -211,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("run/bench-models"))
     parser.add_argument("--backends", default="paddle,onnx,onnx-int8")
     parser.add_argument("--streams", default="1,5,10,20,40")
-    parser.add_argument(
-        "--chunk", type=int, default=0, help="encoder frames per chunk (0: the engine's default)"
-    )
+    parser.add_argument("--chunk", type=int, default=0, help="encoder frames per chunk (0: the engine's default)")
     parser.add_argument("--threads", type=int, default=1, help="compute threads of the server's backend")
     parser.add_argument("--timeout", type=float, default=60.0, help="per call")
     parser.add_argument("--json", type=Path, default=None)
@@ -221,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-streams", type=int, default=64, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_child:
-        asyncio.run(
-            _serve_child(args.model_dir, args.serve_child, args.max_streams, args.chunk, args.threads)
-        )
+        asyncio.run(_serve_child(args.model_dir, args.serve_child, args.max_streams, args.chunk))
         return 0
 
     from bench.recognizer_rtf import machine, prepare_model
@@ -239,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     print(
-        f"# {results['machine']}\n# model {model_dir}, chunk {args.chunk or 'engine default'}, "
-        f"threads {args.threads}"
+        f"# {results['machine']}\n# model {model_dir}, chunk {args.chunk or 'engine default'}, threads {args.threads}"
     )
     print("| backend | streams | finals | first partial p50 / p95 ms | EOU→final p50 / p95 ms | CER |")
     print("|---|---:|---:|---:|---:|---:|")

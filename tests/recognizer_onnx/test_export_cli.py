@@ -28,7 +28,8 @@ def test_export_command_writes_checked_files(
     args = _parse(["models", "export-onnx", str(folder)])
     assert args.func(args) == 0
     assert (folder / ENCODER_FILE).stat().st_size > 0
-    assert (folder / ENCODER_INT8_FILE).stat().st_size > 0
+    # int8 weights: the matrix products (most of the parameters) really were quantised.
+    assert (folder / ENCODER_INT8_FILE).stat().st_size < 0.75 * (folder / ENCODER_FILE).stat().st_size
     meta = json.loads((folder / META_FILE).read_text())
     # The export compared onnxruntime with paddle on random chunks: float must agree to rounding.
     assert max(meta["check"]["fp32"].values()) < 1e-4

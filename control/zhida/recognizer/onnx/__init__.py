@@ -21,8 +21,13 @@ def load_backend(folder: object, *, int8: bool = False, threads: int | None = No
     """The ONNX `ChunkEncoderBackend` of a `ModelFolder` (or path): what `backend: onnx` / `onnx-int8` loads.
 
     Raises `OnnxModelMissingError` (a `ModelError`) naming `zhida models export-onnx` when the folder has no
-    current export. `threads`: onnxruntime intra-op threads (None: one per core).
+    current export. `threads`: onnxruntime intra-op threads; None takes `$ZHIDA_ONNX_THREADS`, else one per
+    core (cap it where SIP and media share the box).
     """
+    import os
+
     from zhida.recognizer.onnx.backend import OnnxChunkEncoder
 
+    if threads is None and os.environ.get("ZHIDA_ONNX_THREADS", "").isdigit():
+        threads = int(os.environ["ZHIDA_ONNX_THREADS"]) or None
     return OnnxChunkEncoder.from_folder(folder, int8=int8, threads=threads)  # type: ignore[arg-type]

@@ -50,6 +50,12 @@ def quantize(src: Path, dst: Path) -> None:
     # Only the matrix products: they are nearly all of the cost, and int8 convolutions need a calibrated
     # (static) scheme to stay accurate.
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    import onnx
+
+    quantised = sum(node.op_type == "MatMulInteger" for node in onnx.load(str(dst)).graph.node)
+    if quantised == 0:
+        # Happens when constant folding did not run: the weights are not initializers of the MatMuls.
+        raise SystemExit("int8 quantisation found no matrix product with constant weights")
 
 
 def main(argv: list[str] | None = None) -> int:

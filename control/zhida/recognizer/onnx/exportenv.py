@@ -25,12 +25,15 @@ REQUIREMENTS = (
     # The converter release this export was verified with (old program format, fixed cache shapes).
     "paddle2onnx==2.1.0",
     "packaging",  # imported by paddle2onnx but not declared by it
-    # What paddle2onnx's constant folding would otherwise pip-install while converting.
+    # What paddle2onnx's constant folding (polygraphy) would otherwise pip-install while converting. Without
+    # it the folding is skipped, weights stay behind transposes and int8 quantisation finds nothing to do.
+    "onnx-graphsurgeon==0.6.1",
     "sympy",
     # The converter's and quantiser's versions this export was verified with: a newer onnx may write a model
     # IR version that the serving environment's onnxruntime does not read yet.
     "onnxruntime==1.32.0",
     "onnx==1.17.0",
+    "ml_dtypes",  # imported by onnxruntime's quantiser with this onnx, not declared by either
 )
 WORKER = Path(__file__).resolve().parent / "convert_worker.py"
 
