@@ -150,6 +150,7 @@ def choose_ports() -> dict[str, int]:
         "site_recognizer_port": free_port(),
         "site_routing_port": free_port(),
         "site_api_port": free_port(),
+        "site_b2bua_port": free_port(socket.SOCK_DGRAM),
         "site_controller_metrics_port": free_port(),
         "site_prometheus_port": free_port(),
     }

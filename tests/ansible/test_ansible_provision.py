@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import sqlite3
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -111,6 +112,14 @@ def test_zhida_configuration_loads_with_the_package_loader(provisioned: Provisio
     directory = Directory(f"sqlite:///{config.kamailio_db}")
     assert NUMBER in [row["number"] for row in directory.numbers("demo")]
     assert "sip:1091@demo.zhida.local" in directory.agents("demo", "operator")
+    with sqlite3.connect(config.kamailio_db) as db:
+        trusted = set(db.execute("SELECT grp, ip_addr, port, tag FROM address"))
+    b2bua_port = ports["site_b2bua_port"]
+    assert trusted == {(1, "127.0.0.2", 0, "early"), (1, "127.0.0.5", 0, "answered"),
+                       (2, "127.0.0.1", b2bua_port, "b2bua")}
+    local = provisioned.path("etc/kamailio/kamailio-local.cfg").read_text()
+    assert f'#!define B2BUA_ADDRESS "sip:127.0.0.1:{b2bua_port}"' in local
+    assert config.controller.b2bua_port == b2bua_port
 
 
 def test_units_run_the_installed_package_with_the_provisioned_files(provisioned: Provisioned) -> None:
