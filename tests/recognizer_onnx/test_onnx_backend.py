@@ -137,3 +137,14 @@ def test_export_of_another_checkpoint_is_refused(exported_model: tuple[Path, boo
     with pytest.raises(OnnxModelMissingError, match="another checkpoint"):
         OnnxChunkEncoder.from_folder(folder, decoder=False)
     assert (folder / ENCODER_FILE).is_file()
+
+
+def test_damaged_export_is_a_model_error(exported_model: tuple[Path, bool], tmp_path: Path) -> None:
+    from zhida.recognizer.modelfolder import CorruptModelError
+
+    folder = tmp_path / "model"
+    shutil.copytree(exported_model[0], folder)
+    data = (folder / ENCODER_FILE).read_bytes()
+    (folder / ENCODER_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptModelError, match="zhida models export-onnx"):
+        OnnxChunkEncoder.from_folder(folder, decoder=False)

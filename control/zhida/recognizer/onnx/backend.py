@@ -2,7 +2,8 @@
 
 Selected with `backend: onnx` (float) or `backend: onnx-int8` (int8 weights) in the recogniser's
 configuration. The encoder runs in onnxruntime; the attention decoder, used once per utterance for
-rescoring, stays on paddle (the encoder's paddle weights are dropped after loading, to save memory).
+rescoring, stays on paddle (`rescoring.py`, ~4x cheaper than the paddle backend's; the encoder's paddle
+weights are dropped after loading, to save memory).
 
 A model folder needs `encoder.onnx` (and `encoder.int8.onnx` for int8) from `zhida models export-onnx`;
 the export records the checkpoint's digest, and a folder whose checkpoint changed since is refused.
@@ -25,8 +26,6 @@ from zhida.recognizer.modelfolder import CorruptModelError, ModelError, ModelFol
 from zhida.recognizer.onnx import ENCODER_FILE, ENCODER_INT8_FILE, GRAPH_FORMAT, META_FILE
 
 log = logging.getLogger(__name__)
-
-BACKEND_NAMES = ("onnx", "onnx-int8")
 
 
 class OnnxModelMissingError(ModelError):
@@ -117,9 +116,14 @@ class OnnxChunkEncoder:
 
         self.name = name
         self._decoder = decoder  # a PaddleRescorer (rescoring.py), used only for attention_scores
-        self._session = ort.InferenceSession(
-            str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"]
-        )
+        try:
+            self._session = ort.InferenceSession(
+                str(onnx_path), session_options(threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+            raise CorruptModelError(
+                f"{onnx_path}: onnxruntime cannot load it ({exc}); {_export_hint(onnx_path.parent)}"
+            ) from exc
         self.spec = EncoderSpec(
             feat_dim=int(meta["feat_dim"]),
             hidden=int(meta["d_model"]),
