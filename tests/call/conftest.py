@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from zhida.directory import Directory
+from zhida.stack import processes
 from zhida.stack import up as stack
 from zhida.stack.config import StackConfig
 from zhida.stack.sipp import AgentPhone, free_udp_port, register_agent, start_agent_phone
@@ -46,6 +47,22 @@ def stack_config(run_dir: Path, **controller: object) -> StackConfig:
     for key, value in controller.items():
         setattr(config.controller, key, value)
     return config
+
+
+def start_stack(run_dir: Path, services: tuple[str, ...] = stack.SERVICES, attempts: int = 3,
+                **controller: object) -> StackConfig:
+    """Starts the stack on fresh free ports; another process may grab a port between our probe and the daemon's
+    bind (the machine runs other suites), so a failed start is retried on new ports."""
+    for attempt in range(attempts):
+        config = stack_config(run_dir, **controller)
+        try:
+            stack.up(config, None, services=services)
+            return config
+        except processes.StartError:
+            stack.down(config)
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _dump_logs(config: StackConfig) -> None:
@@ -86,9 +103,8 @@ def signalling_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
     """rtpengine and Kamailio only: no controller connected, so Kamailio routes every call itself."""
     if shutil.which("kamailio") is None or shutil.which("sipp") is None:
         pytest.fail("kamailio and sipp must be installed (make env)")
-    config = stack_config(tmp_path / "run")
+    config = start_stack(tmp_path / "run", services=("rtpengine", "kamailio"))
     try:
-        stack.up(config, None, services=("rtpengine", "kamailio"))
         yield config
     finally:
         if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:

@@ -19,7 +19,7 @@ from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import SCENARIOS, caller_pcap, free_udp_port
 from zhida.stack.up import ng_request
 
-from tests.call.conftest import TRUNK_IP, Agents, _dump_logs, stack_config
+from tests.call.conftest import TRUNK_IP, Agents, _dump_logs, start_stack
 
 NUMBER = "4008001234"
 REPAIR_SENTENCE = "我家的空调坏了需要上门维修"
@@ -27,9 +27,8 @@ REPAIR_SENTENCE = "我家的空调坏了需要上门维修"
 
 @pytest.fixture
 def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
-    config = stack_config(tmp_path / "run")
+    config = start_stack(tmp_path / "run")
     try:
-        stack.up(config, None)
         yield config
     finally:
         report = getattr(request.node, "rep_call", None)

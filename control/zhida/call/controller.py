@@ -63,6 +63,7 @@ class Call:
     task: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     transcript: str = ""
+    words: list[dict[str, str]] = field(default_factory=list)
     decision: dict[str, Any] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
     agent: str = ""
@@ -101,6 +102,7 @@ class CallController:
         self.router = routing_pb2_grpc.RoutingServiceStub(self.routing_channel)
         self.records_dir = config.run_dir / "calls"
         self._background: set[asyncio.Task[Any]] = set()
+        self.answered: Any = None  # zhida.call.answered.AnsweredMode once its B2BUA listens
 
     # ----- lifecycle -----
 
@@ -109,10 +111,15 @@ class CallController:
         await self.ng.connect()
         await self.rpc.connect()
         await self.reconcile()
+        from zhida.call.answered import start_answered_mode  # it builds on this module
+
+        self.answered = await start_answered_mode(self)
         self.evapi.start()
 
     async def stop(self) -> None:
         await self.evapi.stop()
+        if self.answered is not None:
+            await self.answered.stop()
         for call in list(self.calls.values()):
             if call.task is not None:
                 call.task.cancel()
@@ -151,6 +158,8 @@ class CallController:
             else:
                 self.agents.registered(str(event.get("aor", "")), -1)
         else:
+            if self.answered is not None and await self.answered.on_kamailio_event(str(kind), event):
+                return
             call = self.calls.get(str(event.get("call_id", "")))
             if call is None:
                 if kind in ("agent_answered",):
@@ -208,7 +217,18 @@ class CallController:
             elif kind == "no_agent":
                 await self._end(call, CallOutcome.NO_AGENT, "no agent answered")
             elif kind == "fallback":
-                call.decision = {**call.decision, "kind": call.decision.get("kind", "timeout"), "group": "fallback"}
+                fallback_group = self.directory.tenant(call.tenant)["fallback_group"]
+                if call.machine.accepts(CallEvent.PROXY_ROUTED):
+                    # Kamailio's own timer fired first: stop listening, the call is on its way to the fallback group.
+                    call.machine.fire(CallEvent.PROXY_ROUTED)
+                    if call.task is not None and call.task is not asyncio.current_task():
+                        call.task.cancel()
+                    if call.fork is not None:
+                        call.fork.close()
+                    call.decision = {**call.decision, "kind": "timeout", "group": fallback_group}
+                    self._publish(call, CallEventKind.DECISION, **call.decision, agents=[])
+                else:
+                    call.decision = {**call.decision, "group": fallback_group}
             elif kind == "call_ended":
                 outcome = CallOutcome(call.outcome) if call.outcome else CallOutcome.ABANDONED
                 await self._end(call, outcome, "call ended")
@@ -218,16 +238,7 @@ class CallController:
     async def _run_call(self, call: Call) -> None:
         try:
             await self._setup_media(call)
-            attempt = 1
-            while True:
-                result = await self._listen(call, attempt)
-                decision = result.decision
-                if (decision is None or decision.kind == routing_pb2.DECISION_KIND_REPROMPT) and attempt == 1:
-                    attempt = 2
-                    async with call.lock:
-                        call.machine.fire(CallEvent.REPROMPT)
-                    continue
-                break
+            result = await self._understand(call)
             await self._transfer(call, result)
         except asyncio.CancelledError:
             raise
@@ -237,7 +248,31 @@ class CallController:
             log.exception("call %s failed; handing it to the fallback group", call.call_id)
             self._send_fallback(call, "controller error")
 
+    async def _understand(self, call: Call) -> ListenResult:
+        """Prompt, listen, route; one re-prompt when the first attempt gives nothing routable."""
+        attempt = 1
+        while True:
+            result = await self._listen(call, attempt)
+            decision = result.decision
+            if (decision is None or decision.kind == routing_pb2.DECISION_KIND_REPROMPT) and attempt == 1:
+                attempt = 2
+                async with call.lock:
+                    call.machine.fire(CallEvent.REPROMPT)
+                continue
+            return result
+
     async def _setup_media(self, call: Call) -> None:
+        sdp = await self._anchor_media(call)
+        await self.rpc.reply(call.tindex, call.tlabel, 183, "Session Progress", to_tag=call.to_tag, body=sdp)
+        call.timings["held_to_183_ms"] = _ms(time.time() - call.held_at)
+        async with call.lock:
+            call.machine.fire(CallEvent.MEDIA_READY)
+
+    async def _anchor_media(self, call: Call) -> str:
+        """ng offer (the caller's SDP) and answer (our stand-in socket, to-tag X): rtpengine's SDP for the caller.
+
+        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to).
+        """
         fork, port = await AudioFork.open(self.config.controller.rtp_address)
         call.fork = fork
         common = {"call-id": call.call_id, "from-tag": call.from_tag}
@@ -246,11 +281,7 @@ class CallController:
         stand_in = sdp_codec.build_audio(self.config.controller.rtp_address, port)
         answer = await self.ng.request("answer", sdp=stand_in, replace=["origin", "session-connection"],
                                        ICE="remove", **{**common, "to-tag": call.to_tag})
-        await self.rpc.reply(call.tindex, call.tlabel, 183, "Session Progress", to_tag=call.to_tag,
-                             body=str(answer["sdp"]))
-        call.timings["held_to_183_ms"] = _ms(time.time() - call.held_at)
-        async with call.lock:
-            call.machine.fire(CallEvent.MEDIA_READY)
+        return str(answer["sdp"])
 
     async def _play(self, call: Call, name: str) -> None:
         try:
@@ -365,9 +396,11 @@ class CallController:
         except grpc.aio.AioRpcError as exc:
             log.error("call %s: routing failed (%s): %s", call.call_id, exc.code().name, exc.details())
             return None
+        call.words = [{"text": w.text, "tag": w.tag} for w in answer.words]
         return answer.decision
 
-    async def _transfer(self, call: Call, result: ListenResult) -> None:
+    async def _decide(self, call: Call, result: ListenResult) -> list[str] | None:
+        """Records and publishes the decision, picks its agents; None when the call ended meanwhile."""
         decision = result.decision
         call.decided_at = time.time()
         kind = KIND_NAMES.get(decision.kind, "fallback") if decision is not None else "no_input"
@@ -384,14 +417,21 @@ class CallController:
             "basis": result.basis,
         }
         eos_to_decision = _ms(call.decided_at - call.end_of_speech_at) if call.end_of_speech_at else None
-        self._publish(call, CallEventKind.DECISION, **call.decision, agents=agents,
+        self._publish(call, CallEventKind.DECISION, **call.decision, agents=agents, words=call.words,
                       end_of_speech_to_decision_ms=eos_to_decision)
         async with call.lock:
             if call.machine.state is CallState.ENDED:
-                return
+                return None
             call.machine.fire(CallEvent.DECIDED)
         if call.fork is not None:
             call.fork.close()
+        return agents
+
+    async def _transfer(self, call: Call, result: ListenResult) -> None:
+        agents = await self._decide(call, result)
+        if agents is None:
+            return
+        group = call.decision["group"]
         if not agents:
             log.warning("call %s: group %s has no agents; Kamailio's fallback takes it", call.call_id, group)
             self._send_fallback(call, "empty group")
@@ -445,7 +485,8 @@ class CallController:
             eos_to_invite = _ms(call.first_invite_at - call.end_of_speech_at)
         return {
             "call_id": call.call_id, "tenant": call.tenant, "caller": call.caller, "called": call.called,
-            "state": call.machine.state.value, "transcript": call.transcript, "decision": call.decision,
+            "state": call.machine.state.value, "transcript": call.transcript, "words": call.words,
+            "decision": call.decision,
             "group": call.decision.get("group", ""), "agents": call.agents, "agent": call.agent,
             "contact": call.contact, "outcome": call.outcome, "end_of_speech_to_invite_ms": eos_to_invite,
             "timings": call.timings,
@@ -458,7 +499,8 @@ class CallController:
         except OSError as exc:
             log.error("call summary for %s not written: %s", call.call_id, exc)
 
-    def _publish(self, call: Call, kind: CallEventKind, **data: Any) -> None:
+    def _publish(self, call: Call, kind: CallEventKind, /, **data: Any) -> None:
+        # positional-only: a decision's own "kind" field travels in data
         self.bus.publish(BusEvent(call.call_id, call.tenant, kind, data))
 
 

@@ -34,6 +34,8 @@ class CallEvent(enum.Enum):
     AGENT_RINGING = "agent_ringing"
     AGENT_ANSWERED = "agent_answered"
     AGENT_FAILED = "agent_failed"
+    # Kamailio routed the call itself (controller timeout): whatever we were doing is moot
+    PROXY_ROUTED = "proxy_routed"
     HANGUP = "hangup"  # caller CANCEL/BYE, no agent, failure: the end from any state
 
 
@@ -53,6 +55,11 @@ TRANSITIONS: dict[tuple[CallState, CallEvent], CallState] = {
     (S.PROMPTING, E.REPROMPT): S.EARLY_MEDIA,  # the stream ended without a final (no input)
     (S.LISTENING, E.REPROMPT): S.EARLY_MEDIA,
     (S.DECIDING, E.DECIDED): S.TRANSFERRING,
+    (S.HELD, E.PROXY_ROUTED): S.TRANSFERRING,
+    (S.EARLY_MEDIA, E.PROXY_ROUTED): S.TRANSFERRING,
+    (S.PROMPTING, E.PROXY_ROUTED): S.TRANSFERRING,
+    (S.LISTENING, E.PROXY_ROUTED): S.TRANSFERRING,
+    (S.DECIDING, E.PROXY_ROUTED): S.TRANSFERRING,
     (S.TRANSFERRING, E.AGENT_RINGING): S.RINGING,
     (S.TRANSFERRING, E.AGENT_ANSWERED): S.CONNECTED,
     (S.TRANSFERRING, E.AGENT_FAILED): S.TRANSFERRING,

@@ -41,6 +41,9 @@ class MediaConfig:
 class ControllerConfig:
     rtp_address: str = "127.0.0.1"
     api_listen: str = "127.0.0.1:50061"
+    # Answered mode (PSTN trunks): the B2BUA's SIP port (UDP, on rtp_address); Kamailio relays those trunks' calls
+    # there and trusts INVITEs from exactly this address and port.
+    b2bua_port: int = 5070
     metrics_port: int = 9461
     # Endpointing: the recogniser ends the utterance after this silence; the controller may decide earlier on
     # a stable, confident partial.
@@ -62,7 +65,10 @@ class ServiceConfig:
 class StackConfig:
     run_dir: Path = Path("run")
     platform_file: Path = DEMO_DIR / "platform.yaml"
-    tenants_dir: Path = DEMO_DIR / "routing"
+    # Tenants' routing files written at run time (uploads, learned rules); the packaged demo tenant is the
+    # routing service's built-in default, so nothing is ever written into the package.
+    # (default: <run_dir>/data/tenants)
+    tenants_dir: Path | None = None
     model_dir: Path | None = None
     sip: SipConfig = field(default_factory=SipConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
@@ -73,6 +79,10 @@ class StackConfig:
     @property
     def kamailio_db(self) -> Path:
         return (self.run_dir / "data" / "kamailio.sqlite").resolve()
+
+    @property
+    def routing_tenants_dir(self) -> Path:
+        return self.tenants_dir or self.run_dir / "data" / "tenants"
 
     @property
     def log_dir(self) -> Path:

@@ -39,6 +39,7 @@ def render_kamailio_local(config: StackConfig) -> str:
         f'#!substdef "!CONTROLLER_TIMEOUT!{sip.controller_timeout_s}!g"',
         f"#!define AGENT_RING_TIMEOUT {sip.agent_ring_timeout_ms}",
         f"#!define SIP_WORKERS {sip.workers}",
+        f'#!define B2BUA_ADDRESS "sip:{config.controller.rtp_address}:{config.controller.b2bua_port}"',
         "",
     ])
 
@@ -121,7 +122,9 @@ def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] 
 
     if config.kamailio_db.exists():
         config.kamailio_db.unlink()
-    Directory.open_sqlite(config.kamailio_db).load_platform(config.platform_file)
+    directory = Directory.open_sqlite(config.kamailio_db)
+    directory.load_platform(config.platform_file)
+    directory.set_b2bua_source(config.controller.rtp_address, config.controller.b2bua_port)
 
     logs = config.log_dir
     media = config.media
@@ -146,7 +149,8 @@ def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] 
         processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
                              logs / "recognizer.log", timeout=240)
     if "routing" in services:
-        tenants = str(config.tenants_dir.resolve())
+        config.routing_tenants_dir.mkdir(parents=True, exist_ok=True)
+        tenants = str(config.routing_tenants_dir.resolve())
         argv = _zhida("serve-routing", "--listen", config.routing.listen, "--tenants", tenants)
         process = processes.start(run, "routing", argv, env=env)
         processes.wait_ready("routing", lambda: grpc_healthy(config.routing.listen), process,

@@ -1,0 +1,257 @@
+"""Answered mode: the call flow for trunks whose callers are heard only once their call is answered (PSTN).
+
+Kamailio relays those trunks' INVITEs to the controller's B2BUA (`zhida.b2bua`, on sippy). For each call:
+
+1. caller leg: ng `offer` (the caller's SDP) and `answer` (our stand-in socket, to-tag X = the caller leg's SIP
+   To-tag), then 200 OK with rtpengine's SDP. The caller is billed from here on, and heard.
+2. the same prompt / speech / rules stage as early mode (the controller's `_understand` and `_decide`);
+3. agent leg: ng re-`offer` of the caller's SDP reusing to-tag X with `port latching` (rtpengine keeps the
+   caller-facing port, so the caller is never re-INVITEd), an INVITE to Kamailio carrying the chosen agents in
+   `X-Zhida-Agent` headers (Kamailio still does lookup, failover to the next agent and overflow), then ng
+   `answer` with the agent's SDP, again with `port latching`. The stand-in socket drops out of the media path.
+4. BYE from either side ends both legs; a caller hang-up at any stage cancels whatever runs (prompt,
+   recognition, ringing agents); rtpengine's session is deleted at once (`delete-delay` 0).
+
+Agent re-INVITEs (hold/unhold) go to rtpengine as an offer from the agent's side, answered with the caller's
+unchanged SDP (direction mirrored): the carrier sees nothing. Session timers towards the caller are the B2BUA
+legs' (RFC 4028, `zhida.b2bua.session_timer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from zhida.b2bua import CallFailed, IncomingCall, OutgoingCall, SipStack
+from zhida.b2bua import sdp as sdp_util
+from zhida.call.controller import Call, _ms
+from zhida.call.states import CallEvent, CallStateMachine
+from zhida.events import CallEventKind, CallOutcome
+from zhida.media.ng import NgError
+
+if TYPE_CHECKING:
+    from zhida.call.controller import CallController
+
+log = logging.getLogger(__name__)
+
+TENANT_HEADER = "X-Zhida-Tenant"  # added by Kamailio's route[TO_B2BUA]
+AGENT_HEADER = "X-Zhida-Agent"  # one per agent AOR, read by route[FROM_B2BUA]
+AGENT_LEG_SUFFIX = "-agent"
+# Kamailio events about the agent leg that the early-mode handler already treats right for this call too.
+SHARED_AGENT_EVENTS = frozenset({"agent_invite", "agent_ringing", "agent_answered", "agent_failed"})
+MEDIA_FLAGS = {"replace": ["origin", "session-connection"], "ICE": "remove"}
+
+
+@dataclass
+class AnsweredCall:
+    """One answered-mode call: the controller's call record plus its two SIP legs."""
+
+    call: Call
+    caller: IncomingCall
+    agent: OutgoingCall | None = None
+    agent_call_id: str = ""
+    ended: bool = False
+    flow: asyncio.Task[tuple[CallOutcome, str]] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+async def start_answered_mode(controller: CallController) -> AnsweredMode | None:
+    """The B2BUA for answered-mode trunks; None (early mode unaffected) when it cannot listen."""
+    port = controller.config.controller.b2bua_port
+    if not port:
+        log.info("answered mode off: no B2BUA port configured")
+        return None
+    mode = AnsweredMode(controller)
+    try:
+        await mode.start()
+    except Exception as exc:
+        log.error("answered mode off: the B2BUA cannot listen on %s:%d (%s)",
+                  controller.config.controller.rtp_address, port, exc)
+        return None
+    return mode
+
+
+class AnsweredMode:
+    """The B2BUA's side of the controller: one `SipStack`, one task per answered call."""
+
+    def __init__(self, controller: CallController) -> None:
+        self.controller = controller
+        self.config = controller.config
+        self.stack = SipStack(self.config.controller.rtp_address, self.config.controller.b2bua_port,
+                              on_incoming_call=self._on_incoming)
+        self.calls: dict[str, AnsweredCall] = {}  # by the caller leg's and the agent leg's Call-ID
+
+    async def start(self) -> None:
+        await self.stack.start()
+        log.info("answered mode: B2BUA on %s:%d, agent legs via %s:%d", self.stack.host, self.stack.port,
+                 self.config.sip.address, self.config.sip.port)
+
+    async def stop(self) -> None:
+        for session in {id(s): s for s in self.calls.values()}.values():
+            if session.flow is not None:
+                session.flow.cancel()
+        await self.stack.close()  # BYE/CANCEL to every live leg
+
+    # ----- Kamailio's events -----
+
+    async def on_kamailio_event(self, kind: str, event: dict[str, Any]) -> bool:
+        """True when the event belongs to an answered call (and was handled here)."""
+        session = self.calls.get(str(event.get("call_id", "")))
+        if session is None:
+            return False
+        if kind in SHARED_AGENT_EVENTS and event.get("call_id") == session.agent_call_id:
+            await self.controller._on_call_event(session.call, kind, event)
+        # cancel / no_agent / call_ended: the SIP legs report the same, and drive the end of the call.
+        return True
+
+    # ----- one call -----
+
+    async def _on_incoming(self, caller: IncomingCall) -> None:
+        """The whole life of one answered call (the B2BUA runs this as a task per INVITE)."""
+        sip = self.config.sip
+        if caller.source != (sip.address, sip.port):
+            log.warning("%s: INVITE from %s:%d, not from Kamailio: refused", caller.call_id, *caller.source)
+            await caller.reject(403, "Forbidden")
+            return
+        tenant = caller.header(TENANT_HEADER)
+        if not tenant:
+            log.warning("%s: INVITE without %s: refused", caller.call_id, TENANT_HEADER)
+            await caller.reject(403, "Forbidden")
+            return
+        if not caller.remote_sdp:
+            await caller.reject(488, "Not Acceptable Here")  # no offer: nothing to anchor the media with
+            return
+        call = Call(call_id=caller.call_id, tenant=tenant, from_tag=caller.from_tag, tindex=0, tlabel=0,
+                    caller=caller.caller or "", called=caller.called or "", caller_sdp=caller.remote_sdp,
+                    mode="answered", held_at=time.time(), machine=CallStateMachine(caller.call_id),
+                    to_tag=caller.to_tag)
+        session = AnsweredCall(call, caller, agent_call_id=caller.call_id + AGENT_LEG_SUFFIX)
+        self.calls[call.call_id] = session
+        self.calls[session.agent_call_id] = session
+        self.controller._publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called,
+                                 mode=call.mode)
+        session.flow = asyncio.create_task(self._flow(session), name=f"answered-{call.call_id}")
+        call.task = session.flow  # type: ignore[assignment]  # the controller's _end cancels it
+        caller_gone = asyncio.ensure_future(caller.wait_ended())
+        outcome, reason = CallOutcome.FAILED, "internal error"
+        try:
+            await asyncio.wait({session.flow, caller_gone}, return_when=asyncio.FIRST_COMPLETED)
+            if session.flow.done():
+                outcome, reason = session.flow.result()
+            else:
+                session.flow.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await session.flow
+                outcome = CallOutcome.CONNECTED if call.outcome == CallOutcome.CONNECTED.value \
+                    else CallOutcome.ABANDONED
+                ended = caller_gone.result()
+                reason = f"caller {ended.cause}"
+        except asyncio.CancelledError:
+            outcome, reason = CallOutcome.FAILED, "controller stopping"
+            raise
+        except Exception:
+            log.exception("answered call %s failed", call.call_id)
+        finally:
+            caller_gone.cancel()
+            await self._finish(session, outcome, reason)
+
+    async def _flow(self, session: AnsweredCall) -> tuple[CallOutcome, str]:
+        call, caller, ctl = session.call, session.caller, self.controller
+        sdp = await ctl._anchor_media(call)
+        await caller.answer(sdp)
+        call.timings["answered_at"] = time.time()
+        call.timings["invite_to_200_ms"] = _ms(call.timings["answered_at"] - call.held_at)
+        async with call.lock:
+            call.machine.fire(CallEvent.MEDIA_READY)
+        result = await ctl._understand(call)
+        agents = await ctl._decide(call, result)
+        if agents is None:
+            return CallOutcome.ABANDONED, "ended while deciding"
+        if not agents:
+            fallback = ctl.directory.tenant(call.tenant)["fallback_group"]
+            log.warning("call %s: group %s has no agents; trying %s", call.call_id, call.decision["group"],
+                        fallback)
+            agents = ctl._agents_for(call.tenant, fallback)
+            call.agents = agents
+        if not agents:
+            return CallOutcome.NO_AGENT, "no agent registered"
+        return await self._bridge(session, agents)
+
+    async def _bridge(self, session: AnsweredCall, agents: list[str]) -> tuple[CallOutcome, str]:
+        """The agent leg through Kamailio; returns when it fails or, once connected, ends."""
+        call, ctl, sip = session.call, self.controller, self.config.sip
+        common = {"call-id": call.call_id, "from-tag": call.from_tag, "to-tag": call.to_tag}
+        offer = await ctl.ng.request("offer", sdp=call.caller_sdp, flags=["port latching"], **MEDIA_FLAGS,
+                                     **common)
+        domain = ctl.directory.tenant(call.tenant).get("domain") or sip.address
+        leg = await self.stack.place_call(
+            f"sip:{call.decision.get('group') or 'agents'}@{sip.address}:{sip.port}", via=(sip.address, sip.port),
+            sdp=str(offer["sdp"]), from_uri=f"sip:{call.caller or 'anonymous'}@{domain}",
+            headers=[(AGENT_HEADER, aor) for aor in agents], call_id=session.agent_call_id,
+            on_reinvite=lambda sdp: self._agent_reinvite(session, sdp))
+        session.agent = leg
+        try:
+            await leg.wait_ringing()
+            if call.end_of_speech_at is not None:
+                call.timings.setdefault("end_of_speech_to_ringing_ms", _ms(time.time() - call.end_of_speech_at))
+            agent_sdp = await leg.wait_answered()
+        except CallFailed as exc:
+            log.info("call %s: no agent answered (%s)", call.call_id, exc)
+            return CallOutcome.NO_AGENT, f"agent leg failed: {exc}"
+        if not agent_sdp:
+            await leg.hangup()
+            return CallOutcome.FAILED, "agent answered without SDP"
+        await ctl.ng.request("answer", sdp=agent_sdp, flags=["port latching"], **MEDIA_FLAGS, **common)
+        call.outcome = CallOutcome.CONNECTED.value
+        async with call.lock:
+            if call.machine.accepts(CallEvent.AGENT_ANSWERED):  # unless Kamailio's event came first
+                call.machine.fire(CallEvent.AGENT_ANSWERED)
+                ctl._publish(call, CallEventKind.ANSWERED, agent=call.agent)
+        if call.decided_at is not None:
+            call.timings["decision_to_connected_ms"] = _ms(time.time() - call.decided_at)
+        ctl._write_record(call)
+        ended = await leg.wait_ended()
+        return CallOutcome.CONNECTED, f"agent {ended.cause}"
+
+    async def _agent_reinvite(self, session: AnsweredCall, offer: str | None) -> str:
+        """Hold/unhold from the agent: rtpengine follows, the caller's leg is left alone."""
+        call, leg = session.call, session.agent
+        current = leg.local_sdp if leg is not None and leg.local_sdp else ""
+        if not offer:
+            return current
+        reverse = {"call-id": call.call_id, "from-tag": call.to_tag, "to-tag": call.from_tag}
+        try:
+            await self.controller.ng.request("offer", sdp=offer, flags=["port latching"], **MEDIA_FLAGS, **reverse)
+            answer = await self.controller.ng.request(
+                "answer", sdp=sdp_util.answer_for(call.caller_sdp, offer), flags=["port latching"], **MEDIA_FLAGS,
+                **reverse)
+        except NgError as exc:
+            log.error("call %s: rtpengine refused the agent's re-INVITE (%s); answering with our SDP",
+                      call.call_id, exc)
+            return sdp_util.answer_for(current, offer)
+        log.info("call %s: agent re-INVITE (%s) passed to rtpengine", call.call_id, sdp_util.direction(offer))
+        return str(answer["sdp"])
+
+    async def _finish(self, session: AnsweredCall, outcome: CallOutcome, reason: str) -> None:
+        """Both legs down, rtpengine's session deleted now, the call recorded and forgotten."""
+        if session.ended:
+            return
+        session.ended = True
+        call = session.call
+        for leg in (session.caller, session.agent):
+            if leg is not None:
+                try:
+                    await leg.hangup()  # BYE, CANCEL or 480 as the leg's state requires; no-op once ended
+                except Exception:
+                    log.exception("call %s: hanging up leg %s failed", call.call_id, leg.call_id)
+        with contextlib.suppress(NgError):
+            await self.controller.ng.request("delete", **{"call-id": call.call_id, "delete-delay": 0})
+        if call.timings.get("answered_at"):
+            call.timings["answered_s"] = round(time.time() - call.timings["answered_at"], 3)
+        await self.controller._end(call, outcome, reason)
+        self.calls.pop(call.call_id, None)
+        self.calls.pop(session.agent_call_id, None)
