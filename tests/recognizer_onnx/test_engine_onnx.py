@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from zhida.recognizer.engine import Recognizer, ResultKind, StreamConfig
 
-pytestmark = pytest.mark.timeout(240)
+# The first test to need the export also builds the export environment (a PyPI download) once.
+pytestmark = pytest.mark.timeout(900)
 
 DEMO_SENTENCES = Path(__file__).resolve().parents[2] / "control" / "zhida" / "demo" / "sentences.tsv"
 

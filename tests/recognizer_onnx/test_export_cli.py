@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from zhida.recognizer.onnx import ENCODER_FILE, ENCODER_INT8_FILE, META_FILE, cli
 
-pytestmark = pytest.mark.timeout(300)
+# The first test to need the export also builds the export environment (a PyPI download) once.
+pytestmark = pytest.mark.timeout(900)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:

@@ -13,7 +13,8 @@ from zhida.recognizer.modelfolder import ModelFolder
 from zhida.recognizer.onnx import ENCODER_FILE, META_FILE
 from zhida.recognizer.onnx.backend import OnnxChunkEncoder, OnnxModelMissingError
 
-pytestmark = pytest.mark.timeout(240)
+# The first test to need the export also builds the export environment (a PyPI download) once.
+pytestmark = pytest.mark.timeout(900)
 
 CHUNK = 8  # encoder frames per chunk
 

@@ -36,6 +36,8 @@ REQUIREMENTS = (
     "ml_dtypes",  # imported by onnxruntime's quantiser with this onnx, not declared by either
 )
 WORKER = Path(__file__).resolve().parent / "convert_worker.py"
+INSTALL_TIMEOUT_S = 1800  # downloads ~200 MB from PyPI once
+CONVERT_TIMEOUT_S = 1800  # the production model converts in about a minute
 
 
 class ExportEnvError(RuntimeError):
@@ -72,7 +74,10 @@ def ensure(directory: Path | None = None) -> Path:
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *REQUIREMENTS],
     ]
     for cmd in steps:
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=INSTALL_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise ExportEnvError(f"building the export environment took over {INSTALL_TIMEOUT_S} s") from exc
         if result.returncode != 0:
             tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
             raise ExportEnvError(f"building the export environment failed: {' '.join(cmd[:4])} ...\n{tail}")
@@ -87,7 +92,10 @@ def convert(static_prefix: Path, out: Path, int8_out: Path | None, python: Path 
     if int8_out is not None:
         cmd += ["--int8", str(int8_out)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=CONVERT_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise ExportEnvError(f"ONNX conversion took over {CONVERT_TIMEOUT_S} s") from exc
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-25:])
         raise ExportEnvError(f"ONNX conversion failed (exit {result.returncode}):\n{tail}")
