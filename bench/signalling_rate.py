@@ -57,7 +57,7 @@ class DecisionResponder:
         def run() -> None:
             asyncio.set_event_loop(self.loop)
             self.link = EvapiLink("127.0.0.1", self.config.sip.evapi_port, self.on_event)
-            self.link.start()
+            self.loop.call_soon(self.link.start)
             self.loop.call_soon(ready.set)
             self.loop.run_forever()
 

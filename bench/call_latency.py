@@ -1,0 +1,94 @@
+"""End of speech → INVITE at the agent, over real calls through the whole stack.
+
+Each call is a sipp trunk call whose caller says one demo sentence (espeak-ng, G.711) after the prompt; the
+controller decides on a stable confident partial or on the final, and Kamailio rings an agent of the chosen group.
+`end_of_speech_to_invite_ms` runs from the arrival of the RTP packet holding the caller's last voiced frame to
+Kamailio's relay of the agent INVITE (same host clock), so the endpointing silence is inside it.
+
+    python -m bench.call_latency --calls 50 --concurrency 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from zhida.stack import up as stack
+from zhida.stack.calls import place_call
+from zhida.stack.demo import AGENT_IP, TRUNK_IP, demo_sentences
+from zhida.stack.prompts import synthesize
+from zhida.stack.sipp import register_agent, start_agent_phone
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    from tests.call.conftest import start_stack
+
+    with tempfile.TemporaryDirectory(prefix="zhida-bench-") as tmp:
+        work = Path(tmp)
+        config = start_stack(work / "run")
+        phones = []
+        lines: list[dict[str, Any]] = []
+        try:
+            for group, users in {"repair": ["1001", "1002"], "delivery": ["1011", "1012"], "billing": ["1021"],
+                                 "complaint": ["1031"], "operator": ["1091", "1092"]}.items():
+                for user in users:
+                    phone = start_agent_phone(username=user, password=f"demo-{user}-pass",
+                                              domain="demo.zhida.local", ip=AGENT_IP, work_dir=work)
+                    phones.append((group, phone))
+                    register_agent(f"{config.sip.address}:{config.sip.port}", phone, work_dir=work)
+            sentences = _all_sentences(args.calls)
+            wavs = {text: synthesize(text, work / f"s{i}.wav") for i, (text, _) in enumerate(sentences)}
+
+            def one(item: tuple[str, str]) -> dict[str, Any]:
+                text, group = item
+                return place_call(config, number="4008001234", wav=wavs[text], trunk=TRUNK_IP,
+                                  expected_group=group, said=text)
+
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                for line in pool.map(one, sentences):
+                    lines.append(line)
+                    print(json.dumps(line, ensure_ascii=False), flush=True)
+        finally:
+            for _, phone in phones:
+                phone.stop()
+            stack.down(config)
+    latencies = [float(x["end_of_speech_to_invite_ms"]) for x in lines
+                 if x["end_of_speech_to_invite_ms"] is not None and x["group"] == x["expected_group"]]
+    summary = {
+        "calls": len(lines),
+        "right_group": sum(1 for x in lines if x["group"] == x["expected_group"]),
+        "decided_on_partial": sum(1 for x in lines if x["decision_basis"] == "partial"),
+        "end_of_speech_to_invite_ms": {
+            "n": len(latencies),
+            "p50": percentile(latencies, 50) if latencies else None,
+            "p95": percentile(latencies, 95) if latencies else None,
+            "mean": round(statistics.mean(latencies), 1) if latencies else None,
+        },
+    }
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _all_sentences(count: int) -> list[tuple[str, str]]:
+    pool = demo_sentences(100)
+    return [pool[i % len(pool)] for i in range(count)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
