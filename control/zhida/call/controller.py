@@ -276,8 +276,11 @@ class CallController:
         fork, port = await AudioFork.open(self.config.controller.rtp_address)
         call.fork = fork
         common = {"call-id": call.call_id, "from-tag": call.from_tag}
+        media = self.config.media
+        direction = ({"direction": [media.trunk_interface, media.controller_interface]}
+                     if media.trunk_interface and media.controller_interface else {})
         await self.ng.request("offer", sdp=call.caller_sdp, replace=["origin", "session-connection"],
-                              ICE="remove", **common)
+                              ICE="remove", **common, **direction)
         stand_in = sdp_codec.build_audio(self.config.controller.rtp_address, port)
         answer = await self.ng.request("answer", sdp=stand_in, replace=["origin", "session-connection"],
                                        ICE="remove", **{**common, "to-tag": call.to_tag})

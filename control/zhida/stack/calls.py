@@ -18,14 +18,14 @@ TAIL_SILENCE_S = 3.0
 
 
 def place_call(config: StackConfig, *, number: str, wav: Path, trunk: str = "127.0.0.2", expected_group: str = "",
-               said: str = "", lead_silence_s: float = LEAD_SILENCE_S) -> dict[str, Any]:
+               said: str = "", lead_silence_s: float = LEAD_SILENCE_S, netns: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="zhida-call-") as tmp:
         work = Path(tmp)
         pcap = work / "caller.pcap"
         caller_pcap(wav, pcap, lead_silence_s=lead_silence_s, tail_silence_s=TAIL_SILENCE_S)
         scenario = caller_scenario(pcap, work / "caller.xml")
         target = f"{config.sip.address}:{config.sip.port}"
-        result = run_caller(target, scenario, number, local_ip=trunk, work_dir=work)
+        result = run_caller(target, scenario, number, local_ip=trunk, work_dir=work, netns=netns)
     record = wait_for_record(config, result.call_id)
     return {
         "call_id": result.call_id,

@@ -24,6 +24,8 @@ class SipConfig:
     controller_timeout_s: int = 30
     agent_ring_timeout_ms: int = 15000
     workers: int = 8
+    # A second SIP socket facing the agents' network ("udp:10.0.2.1:5060"); empty: agents use `address`.
+    agent_listen: str = ""
     config_file: Path = REPO_DIR / "kamailio" / "kamailio.cfg"
 
 
@@ -34,6 +36,12 @@ class MediaConfig:
     http_port: int = 2225
     port_min: int = 30000
     port_max: int = 30999
+    # Logical interfaces ("pub/203.0.113.5", "priv/10.0.2.1", "lo/127.0.0.1") when the media node bridges
+    # networks; empty: one interface, `interface`. The three names below pick, by role, which one faces whom.
+    interfaces: list[str] = field(default_factory=list)
+    trunk_interface: str = ""
+    agent_interface: str = ""
+    controller_interface: str = ""
     config_file: Path = REPO_DIR / "rtpengine" / "rtpengine.conf"
 
 

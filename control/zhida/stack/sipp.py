@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import shutil
 import socket
@@ -19,9 +20,19 @@ from zhida.stack.config import DEMO_DIR
 SCENARIOS = DEMO_DIR / "sipp"
 
 
+def in_netns(argv: list[str], netns: str | None) -> list[str]:
+    """Runs a command inside a network namespace (tests put carrier, platform and agents in their own)."""
+    return ["ip", "netns", "exec", netns, *argv] if netns else argv
+
+
 def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A free port on `host`; for an address of another network namespace, a random high port (that
+    namespace is the test's own and holds nothing else)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
+        try:
+            sock.bind((host, 0))
+        except OSError:
+            return random.randrange(20000, 60000, 2)
         return sock.getsockname()[1]
 
 
@@ -64,14 +75,15 @@ class SippResult:
 
 
 def run_caller(target: str, scenario: Path, number: str, *, local_ip: str, work_dir: Path,
-               timeout_s: int = 60) -> SippResult:
+               timeout_s: int = 60, netns: str | None = None) -> SippResult:
     inf = work_dir / "call.csv"
     inf.write_text(f"SEQUENTIAL\n{number}\n")
     message_file = work_dir / "caller-messages.log"
     argv = ["sipp", target, "-sf", str(scenario), "-inf", str(inf), "-i", local_ip, "-p", "0",
             "-mp", str(free_udp_port(local_ip)), "-m", "1", "-timeout", str(timeout_s), "-timeout_error",
             "-trace_msg", "-message_file", str(message_file), "-nostdin"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 15, cwd=work_dir)
+    done = subprocess.run(in_netns(argv, netns), capture_output=True, text=True, timeout=timeout_s + 15,
+                          cwd=work_dir)
     messages = message_file.read_text(errors="replace") if message_file.exists() else ""
     match = re.search(r"^Call-ID:\s*(\S+)", messages, re.MULTILINE | re.IGNORECASE)
     return SippResult(done.returncode, match.group(1) if match else "", messages, done.stderr[-2000:])
@@ -103,7 +115,7 @@ class AgentPhone:
 
 
 def start_agent_phone(*, username: str, password: str, domain: str, ip: str, work_dir: Path,
-                      behaviour: str = "answer") -> AgentPhone:
+                      behaviour: str = "answer", netns: str | None = None) -> AgentPhone:
     """A sipp UAS that answers (and echoes RTP) or is busy; register it with `register_agent`."""
     port = free_udp_port(ip)
     log_file = work_dir / f"agent-{username}.log"
@@ -113,15 +125,16 @@ def start_agent_phone(*, username: str, password: str, domain: str, ip: str, wor
     if behaviour == "no_answer":
         argv = ["sipp", "-sf", str(SCENARIOS / "agent_no_answer.xml"), "-i", ip, "-p", str(port),
                 "-trace_logs", "-log_file", str(log_file), "-nostdin"]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work_dir)
+    process = subprocess.Popen(in_netns(argv, netns), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=work_dir)
     return AgentPhone(f"sip:{username}@{domain}", username, password, domain, ip, port, log_file, process)
 
 
 def register_agent(target: str, phone: AgentPhone, *, work_dir: Path, password: str | None = None,
-                   expires: int = 600) -> int:
+                   expires: int = 600, netns: str | None = None) -> int:
     inf = work_dir / f"register-{phone.username}.csv"
     inf.write_text(f"SEQUENTIAL\n{phone.username};-;{phone.domain};{phone.port};{expires}\n")
     argv = ["sipp", target, "-sf", str(SCENARIOS / "register.xml"), "-inf", str(inf), "-i", phone.ip, "-p", "0",
             "-au", phone.username, "-ap", password or phone.password, "-m", "1", "-timeout", "10",
             "-timeout_error", "-nostdin"]
-    return subprocess.run(argv, capture_output=True, timeout=20, cwd=work_dir).returncode
+    return subprocess.run(in_netns(argv, netns), capture_output=True, timeout=20, cwd=work_dir).returncode

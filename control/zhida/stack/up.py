@@ -40,8 +40,21 @@ def render_kamailio_local(config: StackConfig) -> str:
         f"#!define AGENT_RING_TIMEOUT {sip.agent_ring_timeout_ms}",
         f"#!define SIP_WORKERS {sip.workers}",
         f'#!define B2BUA_ADDRESS "sip:{config.controller.rtp_address}:{config.controller.b2bua_port}"',
+        *_agent_network_lines(config),
         "",
     ])
+
+
+def _agent_network_lines(config: StackConfig) -> list[str]:
+    lines = []
+    if config.sip.agent_listen:
+        # two networks: Kamailio picks the outgoing socket by route and double Record-Routes
+        lines += [f"listen={config.sip.agent_listen}", "mhomed=1"]
+    media = config.media
+    if media.trunk_interface and media.agent_interface:
+        lines.append(f'#!substdef "!RTP_AGENT_DIRECTION!direction={media.trunk_interface} '
+                     f'direction={media.agent_interface}!g"')
+    return lines
 
 
 def kamailio_argv(config: StackConfig) -> list[str]:
@@ -58,9 +71,11 @@ def kamailio_argv(config: StackConfig) -> list[str]:
 
 def rtpengine_argv(config: StackConfig) -> list[str]:
     media = config.media
+    interfaces = media.interfaces or [media.interface]
     return [
         "rtpengine", f"--config-file={media.config_file.resolve()}", "--config-section=rtpengine",
-        f"--interface={media.interface}", f"--listen-ng={media.interface}:{media.ng_port}",
+        *(f"--interface={interface}" for interface in interfaces),
+        f"--listen-ng={media.interface}:{media.ng_port}",
         f"--listen-http={media.interface}:{media.http_port}",
         f"--port-min={media.port_min}", f"--port-max={media.port_max}",
         f"--pidfile={(config.run_dir / 'rtpengine.pid').resolve()}",
