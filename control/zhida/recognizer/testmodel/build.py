@@ -64,8 +64,8 @@ def model_yaml(vocab_size: int) -> dict:
             "attention_heads": 4,
             "linear_units": 576,
             "num_blocks": 4,
-            "dropout_rate": 0.1,
-            "positional_dropout_rate": 0.1,
+            "dropout_rate": 0.0,
+            "positional_dropout_rate": 0.0,
             "attention_dropout_rate": 0.0,
             "input_layer": "conv2d",
             "normalize_before": True,
@@ -85,8 +85,8 @@ def model_yaml(vocab_size: int) -> dict:
             "linear_units": 384,
             "num_blocks": 1,
             "r_num_blocks": 1,
-            "dropout_rate": 0.1,
-            "positional_dropout_rate": 0.1,
+            "dropout_rate": 0.0,
+            "positional_dropout_rate": 0.0,
             "self_attention_dropout_rate": 0.0,
             "src_attention_dropout_rate": 0.0,
         },
@@ -306,7 +306,7 @@ def greedy_cer(model, paddle, utts: list[Utterance], vocab: list[str], chunk: in
             x = paddle.to_tensor(u.feats[None])
             xl = paddle.to_tensor(np.array([u.feats.shape[0]], dtype=np.int64))
             enc, _ = model.encoder(x, xl, decoding_chunk_size=chunk, num_decoding_left_chunks=-1)
-            ids = model.ctc.argmax(enc).numpy()[0]
+            ids = paddle.argmax(model.ctc.ctc_lo(enc), axis=2).numpy()[0]
             out, prev = [], -1
             for t in ids:
                 if t != prev and t != 0:
@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-frames", type=int, default=16000)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--cache", type=Path, default=None, help="npz cache of the synthesised features")
+    parser.add_argument("--init", type=Path, default=None, help="start from this .pdparams (fine-tuning)")
+    parser.add_argument("--no-augment", action="store_true", help="no SpecAugment (fit the sentences faster)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -400,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = model_yaml(len(vocab))
     model_cfg = dict(cfg, input_dim=FBANK.n_mels, output_dim=len(vocab))
     model = ns.U2Model.from_config(json.loads(json.dumps(model_cfg)))
+    if args.init is not None:
+        model.set_state_dict(paddle.load(str(args.init)))
+        log.info("initialised from %s", args.init)
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     log.info("model: %.2f M parameters", n_params / 1e6)
 
@@ -433,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         losses = []
         for idx in make_batches(utts, args.batch_frames, batch_rng):
             optimizer.set_lr(lr_at(step))
-            x, xl, y, yl = collate(paddle, utts, idx, aug_rng)
+            x, xl, y, yl = collate(paddle, utts, idx, None if args.no_augment else aug_rng)
             loss, _, _ = model(x, xl, y, yl)
             loss.backward()
             optimizer.step()
@@ -451,9 +456,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         last = epoch == args.epochs - 1 or (args.max_minutes and elapsed >= args.max_minutes)
         if epoch % 3 == 2 or last:
+            write_folder(args.out, cfg, vocab, cmvn_stats, model.state_dict(), paddle)
             cer = greedy_cer(model, paddle, demo_eval, vocab, chunk=8)
             log.info("epoch %d: demo greedy CER %.3f (chunk 8)", epoch, cer)
-            write_folder(args.out, cfg, vocab, cmvn_stats, model.state_dict(), paddle)
         if last:
             break
     log.info("model written to %s", args.out)
