@@ -8,6 +8,7 @@ namespaces. Writes what it saw as JSON for the test to judge.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -83,7 +84,8 @@ def main() -> int:
             wav = synthesize("我家的空调坏了需要上门维修", Path(tmp) / "s.wav")
             line = place_call(config, number="4008001234", wav=wav, trunk=CARRIER_IP, netns=args.carrier_ns)
             # the agents' network is not a trunk: the same call from there is refused
-            untrusted = place_call(config, number="4008001234", wav=wav, trunk=AGENT_IP, netns=args.agents_ns,
+            agent_side = dataclasses.replace(config, sip=dataclasses.replace(config.sip, address=PLATFORM_AGENT_IP))
+            untrusted = place_call(agent_side, number="4008001234", wav=wav, trunk=AGENT_IP, netns=args.agents_ns,
                                    lead_silence_s=0.2)
         time.sleep(0.5)
         result["call"] = line

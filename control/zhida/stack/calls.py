@@ -14,7 +14,8 @@ from zhida.stack.sipp import caller_pcap, caller_scenario, run_caller
 # The caller waits for the prompt (about 3 s) before speaking, and the trailing silence lets the endpointer
 # hear the end of speech.
 LEAD_SILENCE_S = 3.2
-TAIL_SILENCE_S = 3.0
+# The caller keeps sending (silence) until it hangs up, as phones do: the agent hears and echoes it.
+TAIL_SILENCE_S = 25.0
 
 
 def place_call(config: StackConfig, *, number: str, wav: Path, trunk: str = "127.0.0.2", expected_group: str = "",
@@ -40,6 +41,7 @@ def place_call(config: StackConfig, *, number: str, wav: Path, trunk: str = "127
         "end_of_speech_to_invite_ms": record.get("end_of_speech_to_invite_ms"),
         "outcome": record.get("outcome", ""),
         "sipp_rc": result.returncode,
+        **({"sipp_error": result.stderr[-400:]} if result.returncode else {}),
     }
 
 
