@@ -228,7 +228,7 @@ def controller_log(config: StackConfig) -> str:
     return (config.log_dir / "controller.log").read_text(errors="replace")
 
 
-def report(name: str, record: dict, media: PstnMedia) -> dict[str, float | None]:
+def report(name: str, record: dict, media: PstnMedia) -> dict[str, object]:
     """The call's latencies, printed for the benchmark notes (never asserted)."""
     timings = record.get("timings") or {}
     answered_at = timings.get("answered_at")
@@ -238,6 +238,8 @@ def report(name: str, record: dict, media: PstnMedia) -> dict[str, float | None]
         "answer_to_prompt_ms": round((first - answered_at) * 1000, 1) if first and answered_at else None,
         "end_of_speech_to_ringing_ms": timings.get("end_of_speech_to_ringing_ms"),
         "end_of_speech_to_invite_ms": record.get("end_of_speech_to_invite_ms"),
+        "decision_to_ringing_ms": timings.get("decision_to_ringing_ms"),
+        "basis": (record.get("decision") or {}).get("basis"),
         "decision_to_connected_ms": timings.get("decision_to_connected_ms"),
     }
     print(f"{name}: {numbers}")
@@ -354,3 +356,26 @@ def test_pstn_caller_hangs_up_during_the_prompt(
     assert f"call {call_id}: early_media -> prompt_started -> prompting" in log
     assert re.search(rf"call {re.escape(call_id)}: \w+ -> hangup -> ended", log)
     assert repair.received_calls() == [] and operator.received_calls() == []
+
+
+def test_agent_hold_and_resume_reach_rtpengine_not_the_pstn_caller(
+    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+) -> None:
+    scenario = tmp_path / "agent_holds.xml"
+    scenario.write_text((SCENARIOS / "pstn_agent_holds.xml").read_text().replace("@TALK_MS@", "2000"))
+    agents = [start_phone(phones, name, scenario) for name in ("1001", "1091")]
+    media = PstnMedia(PSTN_IP, repair_frames)
+    try:
+        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=50000)
+    finally:
+        media.stop()
+    assert rc == 0, trace[-3000:]
+    agent_call = call_id + "-agent"
+    agent_log = "".join(phone.log_file.read_text(errors="replace") for phone in agents if phone.log_file.exists())
+    assert f"held {agent_call}" in agent_log, "the hold re-INVITE was not answered with recvonly/inactive"
+    assert f"resumed {agent_call}" in agent_log, "the resume re-INVITE was not answered"
+    assert "INVITE sip:13800138000" not in trace, "the PSTN caller was re-INVITEd"
+    log = controller_log(answered_stack)
+    assert f"call {call_id}: agent re-INVITE (sendonly) passed to rtpengine" in log
+    assert_media_both_ways(answered_stack, call_id, media)
+    assert wait_no_media_session(answered_stack) == []

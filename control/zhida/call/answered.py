@@ -196,8 +196,11 @@ class AnsweredMode:
         session.agent = leg
         try:
             await leg.wait_ringing()
+            ringing_at = time.time()
             if call.end_of_speech_at is not None:
-                call.timings.setdefault("end_of_speech_to_ringing_ms", _ms(time.time() - call.end_of_speech_at))
+                call.timings["end_of_speech_to_ringing_ms"] = _ms(ringing_at - call.end_of_speech_at)
+            if call.decided_at is not None:
+                call.timings["decision_to_ringing_ms"] = _ms(ringing_at - call.decided_at)
             agent_sdp = await leg.wait_answered()
         except CallFailed as exc:
             log.info("call %s: no agent answered (%s)", call.call_id, exc)
