@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import resource
 import shlex
 import shutil
 import socket
@@ -36,9 +37,18 @@ RECAP = re.compile(
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range: the daemons start about a minute after the ports
+    are chosen (the playbook runs in between), and an ephemeral port could be taken by then by any outgoing
+    connection on the machine."""
+    for _ in range(200):
+        port = random.randrange(12000, 19999)
+        try:
+            with socket.socket(socket.AF_INET, kind) as sock:
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port in 12000-19999")
 
 
 def ansible_env(tmp: Path) -> dict[str, str]:
@@ -202,7 +212,7 @@ class Daemons:
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                       env={**os.environ, **(env or {})}, preexec_fn=_no_core_dumps)
+                                       env={**os.environ, **(env or {})})
         daemon = Daemon(name, process, log)
         self.started.append(daemon)
         return daemon
@@ -228,14 +238,11 @@ class Daemons:
             daemon.stop()
 
 
-def _no_core_dumps() -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 @pytest.fixture
 def daemons(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Daemons]:
+    # No core files from daemons killed at teardown (rtpengine once dumped 72 MB). Set here, inherited by the
+    # children: a preexec_fn would run between fork and exec in a process with gRPC threads, and can hang.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
     book = Daemons(tmp_path / "logs")
     try:
         yield book

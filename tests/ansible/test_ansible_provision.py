@@ -128,6 +128,14 @@ def test_units_run_the_installed_package_with_the_provisioned_files(provisioned:
         assert Path(argv[0]) == REPO / ".venv" / "bin" / "zhida"
         assert argv[1] == f"serve-{service}"
         assert cwd == provisioned.path("var/lib/zhida")
+    argv, env, _ = provisioned.unit("zhida-recognizer.service")
+    placed = provisioned.path("var/lib/zhida/models/zhida-test-conformer")
+    assert argv[argv.index("--model-dir") + 1] == str(placed)
+    assert env["ZHIDA_MODEL_DIR"] == str(placed)
+    source = REPO / "control/zhida/models/zhida-test-conformer"
+    for path in source.rglob("*"):
+        if path.is_file():
+            assert (placed / path.relative_to(source)).read_bytes() == path.read_bytes(), path
     argv, env, _ = provisioned.unit("zhida-controller.service")
     assert argv[2:] == ["--config", str(provisioned.path("etc/zhida/zhida.yaml"))]
     assert env["OMP_NUM_THREADS"] == "1"  # from the environment file, not the world-readable unit
