@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := kamailio kamailio-json-modules kamailio-extra-modules kamailio-utils-modules \
 	kamailio-sqlite-modules rtpengine-daemon sip-tester espeak-ng sox sqlite3 iproute2 prometheus \
-	ansible ansible-lint
+	ansible ansible-lint nftables acl
 STAMP := $(VENV)/.installed
 
 .PHONY: all env apt venv demo test lint proto clean bench
