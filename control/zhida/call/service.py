@@ -34,6 +34,11 @@ async def serve(config: StackConfig) -> None:
     server.add_insecure_port(config.controller.api_listen)
     await server.start()
     await controller.start()
+    # Serving means Kamailio can hand us calls: wait for the evapi link (it keeps retrying if this times out).
+    try:
+        await asyncio.wait_for(controller.evapi.connected.wait(), 30)
+    except TimeoutError:
+        log.error("no evapi link to Kamailio after 30 s; calls go to the fallback group until it comes up")
     await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("controller up: evapi %d, API %s", config.sip.evapi_port, config.controller.api_listen)
