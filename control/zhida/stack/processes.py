@@ -26,19 +26,19 @@ def start(run_dir: Path, name: str, argv: list[str], *, env: dict[str, str] | No
           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     (run_dir / "pids").mkdir(parents=True, exist_ok=True)
     (run_dir / "log").mkdir(parents=True, exist_ok=True)
+    _no_core_dumps()  # inherited: preexec_fn is unsafe in a process with threads (gRPC clients)
     log_file = (run_dir / "log" / f"{name}.log").open("ab")
     log.info("starting %s: %s", name, " ".join(argv))
     process = subprocess.Popen(
         argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
         env={**os.environ, **(env or {})}, start_new_session=True,
-        # rtpengine once dumped a 72 MB core on SIGTERM with live calls: no cores from the stack
-        preexec_fn=_no_core_dumps,
     )
     pid_file(run_dir, name).write_text(str(process.pid))
     return process
 
 
 def _no_core_dumps() -> None:
+    """rtpengine once dumped a 72 MB core on SIGTERM with live calls: no cores from the stack."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
