@@ -120,3 +120,20 @@ def test_malformed_evapi_message_is_logged_and_the_link_survives(
     operator = agents.start("1091")
     line = place_call(signalling_stack, number=NUMBER, wav=sentence_wav, trunk=TRUNK_IP, lead_silence_s=0.2)
     assert line["call_id"] in operator.received_calls()
+
+
+def test_operators_rpc_command_reads_registrations(agents: Agents, signalling_stack: StackConfig) -> None:
+    import json
+    import subprocess
+    import sys
+
+    agents.start("1091")
+    done = subprocess.run(
+        [sys.executable, "-m", "zhida.cli", "rpc", "--config", str(signalling_stack.run_dir / "zhida.yaml"),
+         "ul.dump"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "1091@demo.zhida.local" in json.dumps(json.loads(done.stdout))
+    bad = subprocess.run(
+        [sys.executable, "-m", "zhida.cli", "rpc", "--config", str(signalling_stack.run_dir / "zhida.yaml"),
+         "no.such.command"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "no.such.command" in bad.stderr

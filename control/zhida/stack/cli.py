@@ -38,6 +38,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--calls", type=int, default=0, help="how many demo sentences (default: one per group)")
     parser.set_defaults(func=_demo)
 
+    parser = sub.add_parser("rpc", help="run a Kamailio JSON-RPC command over its local datagram socket")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("method", help="e.g. ul.dump, dlg.list, htable.dump numbers, stats.get_statistics all")
+    parser.add_argument("params", nargs="*")
+    parser.set_defaults(func=_rpc)
+
     parser = sub.add_parser("serve-controller", help="run the call controller (started by `zhida up`)")
     parser.add_argument("--config", type=Path)
     parser.set_defaults(func=_serve_controller)
@@ -70,6 +76,22 @@ def _demo(args: argparse.Namespace) -> int:
     from zhida.stack.demo import run_demo
 
     return run_demo(stack_config.load(args.config), calls=args.calls)
+
+
+def _rpc(args: argparse.Namespace) -> int:
+    """Operators' JSON-RPC client. Debian 12's kamcli 2.0.0 cannot do this: its UDP transport sends str
+    (TypeError) and its FIFO transport is broken on Python 3.11."""
+    from zhida.stack.up import kamailio_rpc
+
+    config = stack_config.load(args.config)
+    params = [int(p) if p.lstrip("-").isdigit() else p for p in args.params]
+    try:
+        result = kamailio_rpc(config.sip.rpc_port, args.method, *params)
+    except (OSError, RuntimeError, ValueError) as exc:
+        print(f"zhida rpc {args.method}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
 
 
 def _serve_controller(args: argparse.Namespace) -> int:
