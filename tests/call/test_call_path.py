@@ -139,3 +139,14 @@ def test_a_dead_controller_does_not_lose_the_held_call(
     assert result.get("sipp_rc") == 0, result
     assert result["call_id"] in operator.received_calls()
     assert "to fallback" in (full_stack.log_dir / "kamailio.log").read_text()
+
+
+def test_a_restarted_controller_deletes_media_sessions_nobody_owns(full_stack: StackConfig) -> None:
+    sdp = "v=0\r\no=x 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    ng_request(full_stack, "offer", **{"call-id": "orphan-of-a-dead-controller", "from-tag": "x", "sdp": sdp})
+    assert "orphan-of-a-dead-controller" in rtpengine_calls(full_stack)
+    pid = int((full_stack.run_dir / "pids" / "controller.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    stack.start_controller(full_stack)
+    assert "orphan-of-a-dead-controller" not in rtpengine_calls(full_stack)
+    assert "deleting orphan rtpengine session" in (full_stack.log_dir / "controller.log").read_text()

@@ -101,7 +101,6 @@ class CallController:
         self.recognizer = recognizer_pb2_grpc.RecognizerServiceStub(self.recognizer_channel)
         self.router = routing_pb2_grpc.RoutingServiceStub(self.routing_channel)
         self.records_dir = config.run_dir / "calls"
-        self._background: set[asyncio.Task[Any]] = set()
         self.answered: Any = None  # zhida.call.answered.AnsweredMode once its B2BUA listens
 
     # ----- lifecycle -----
@@ -135,11 +134,22 @@ class CallController:
             log.info("reconciled %d registered agents from Kamailio", count)
         except RpcError as exc:
             log.warning("could not read registrations from Kamailio: %s", exc)
+        await self._drop_orphan_media()
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    async def _drop_orphan_media(self) -> None:
+        """rtpengine sessions with no Kamailio dialog belong to calls that ended while we were down."""
+        try:
+            sessions = (await self.ng.request("list", limit="10000")).get("calls", [])
+            dialogs = await self.rpc.call("dlg.list")
+        except (NgError, RpcError) as exc:
+            log.warning("media reconciliation skipped: %s", exc)
+            return
+        live = {str(d.get("call-id")) for d in (dialogs or []) if isinstance(d, dict)}
+        for call_id in sessions:
+            if str(call_id) not in live:
+                log.warning("deleting orphan rtpengine session %s (no dialog in Kamailio)", call_id)
+                with contextlib.suppress(NgError):
+                    await self.ng.request("delete", **{"call-id": call_id, "delete-delay": 0})
 
     # ----- Kamailio events -----
 

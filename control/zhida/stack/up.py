@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -82,10 +83,15 @@ def rtpengine_argv(config: StackConfig) -> list[str]:
     ]
 
 
+def _cookie() -> bytes:
+    """A fresh ng cookie: rtpengine answers a repeated cookie with its cached answer to the first request."""
+    return os.urandom(6).hex().encode() + b" "
+
+
 def ng_ping(host: str, port: int, timeout: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
-        sock.sendto(b"probe " + bencode.encode({"command": "ping"}), (host, port))
+        sock.sendto(_cookie() + bencode.encode({"command": "ping"}), (host, port))
         data = sock.recv(65536)
     return bencode.decode(data.partition(b" ")[2]).get("result") == "pong"
 
@@ -94,7 +100,7 @@ def ng_request(config: StackConfig, command: str, timeout: float = 1.0, **params
     """One synchronous ng request to the stack's rtpengine (for tools and tests)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
-        sock.sendto(b"sync " + bencode.encode({"command": command, **params}),
+        sock.sendto(_cookie() + bencode.encode({"command": command, **params}),
                     (config.media.interface, config.media.ng_port))
         return bencode.decode(sock.recv(1 << 20).partition(b" ")[2])
 
@@ -197,10 +203,10 @@ def _delete_all_rtpengine_calls(config: StackConfig) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(0.5)
             target = (config.media.interface, config.media.ng_port)
-            sock.sendto(b"list " + bencode.encode({"command": "list", "limit": "1000"}), target)
+            sock.sendto(_cookie() + bencode.encode({"command": "list", "limit": "1000"}), target)
             calls = bencode.decode(sock.recv(1 << 20).partition(b" ")[2]).get("calls", [])
             for call_id in calls:
-                sock.sendto(b"del " + bencode.encode({"command": "delete", "call-id": call_id}), target)
+                sock.sendto(_cookie() + bencode.encode({"command": "delete", "call-id": call_id}), target)
                 sock.recv(65536)
     except (OSError, bencode.BencodeError):
         pass
