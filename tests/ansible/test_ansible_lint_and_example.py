@@ -112,6 +112,7 @@ def test_example_machine_room_renders_and_passes_every_check(example_rendered: P
     local = (example_rendered / "sip-edge-2/etc/kamailio/kamailio-local.cfg").read_text()
     assert '#!define RTPENGINE_SOCKET "udp:10.20.2.21:2223=2 udp:10.20.2.22:2223=1"' in local
     assert "#!define LISTEN_SIP udp:10.20.1.12:5060 advertise 198.51.100.12:5060" in local
+    assert '#!substdef "!RTP_AGENT_DIRECTION!direction=pub direction=priv!g"' in local
     media = (example_rendered / "media-2/etc/rtpengine/rtpengine.conf").read_text()
     assert "interface = priv/10.20.2.22;pub/10.20.2.22!198.51.100.22" in media.splitlines()
     for host in EXAMPLE_HOSTS:
@@ -130,6 +131,7 @@ def test_example_zhida_configuration_loads_on_every_node(example_rendered: Path)
         if host.startswith("sip-edge"):
             assert config.recognizer.listen == "ipv4:10.20.3.31:50051,10.20.3.32:50051,10.20.3.33:50051"
             assert config.media.interface == "10.20.2.21"
+            assert (config.media.trunk_interface, config.media.agent_interface) == ("pub", "priv")
     units = sorted(path.name for path in (example_rendered / "speech-1/etc/systemd/system").glob("*.service"))
     assert units == ["zhida-recognizer.service", "zhida-routing.service"]
     assert [path.name for path in (example_rendered / "sip-edge-1/etc/systemd/system").glob("*.service")] == [
