@@ -96,8 +96,10 @@ class CallController:
         self.ng = NgClient(config.media.interface, config.media.ng_port)
         self.rpc = KamailioRpc("127.0.0.1", config.sip.rpc_port)
         self.evapi = EvapiLink("127.0.0.1", config.sip.evapi_port, self.on_kamailio_event)
-        self.recognizer_channel = grpc.aio.insecure_channel(config.recognizer.listen)
-        self.routing_channel = grpc.aio.insecure_channel(config.routing.listen)
+        # round_robin: several recogniser workers behind one target spread the streams
+        options = [("grpc.lb_policy_name", "round_robin")]
+        self.recognizer_channel = grpc.aio.insecure_channel(config.recognizer.client_target, options=options)
+        self.routing_channel = grpc.aio.insecure_channel(config.routing.client_target, options=options)
         self.recognizer = recognizer_pb2_grpc.RecognizerServiceStub(self.recognizer_channel)
         self.router = routing_pb2_grpc.RoutingServiceStub(self.routing_channel)
         self.records_dir = config.run_dir / "calls"

@@ -23,7 +23,7 @@ SERVICE_NAME = "zhida.v1.CallController"
 
 async def serve(config: StackConfig) -> None:
     bus = EventBus()
-    directory = Directory(f"sqlite:///{config.kamailio_db}")
+    directory = Directory(config.directory_db_url)
     prompts = ensure_prompts(config.run_dir / "prompts", config.controller)
     controller = CallController(config, bus=bus, directory=directory, prompts=prompts)
 

@@ -53,6 +53,8 @@ class ControllerConfig:
     # there and trusts INVITEs from exactly this address and port.
     b2bua_port: int = 5070
     metrics_port: int = 9461
+    # Where /metrics listens; a machine room's monitoring node needs the node's private address here.
+    metrics_address: str = "127.0.0.1"
     # Endpointing: the recogniser ends the utterance after this silence; the controller may decide earlier on
     # a stable, confident partial.
     end_silence_ms: int = 700
@@ -67,6 +69,13 @@ class ControllerConfig:
 @dataclass
 class ServiceConfig:
     listen: str = "127.0.0.1:0"
+    # Where the controller reaches the service (a gRPC target: "host:port", "ipv4:a:p,b:p", "dns:///name");
+    # empty: `listen`. Remote recogniser workers are listed here.
+    target: str = ""
+
+    @property
+    def client_target(self) -> str:
+        return self.target or self.listen
 
 
 @dataclass
@@ -78,6 +87,9 @@ class StackConfig:
     # (default: <run_dir>/data/tenants)
     tenants_dir: Path | None = None
     model_dir: Path | None = None
+    # The directory (agents, numbers, trunks) as a SQLAlchemy URL; empty: Kamailio's SQLite file in the run dir.
+    # Several SIP edge nodes share one PostgreSQL database here.
+    directory_url: str = ""
     sip: SipConfig = field(default_factory=SipConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
@@ -87,6 +99,10 @@ class StackConfig:
     @property
     def kamailio_db(self) -> Path:
         return (self.run_dir / "data" / "kamailio.sqlite").resolve()
+
+    @property
+    def directory_db_url(self) -> str:
+        return self.directory_url or f"sqlite:///{self.kamailio_db}"
 
     @property
     def routing_tenants_dir(self) -> Path:
@@ -120,6 +136,13 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
             kwargs[key] = _build(type(default), value or {})
         elif isinstance(default, Path) or "Path" in str(kind):
             kwargs[key] = Path(value) if value is not None else None
+        elif isinstance(default, bool):
+            kwargs[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        elif isinstance(default, int) and value is not None:
+            try:
+                kwargs[key] = int(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{cls.__name__}.{key} must be an integer, not {value!r}") from exc
         else:
             kwargs[key] = value
     return cls(**kwargs)

@@ -42,7 +42,7 @@ def demo_sentences(count: int) -> list[tuple[str, str]]:
 
 
 def start_demo_agents(config: StackConfig, work: Path) -> list[AgentPhone]:
-    spec_agents = Directory(f"sqlite:///{config.kamailio_db}")
+    spec_agents = Directory(config.directory_db_url)
     phones = []
     import yaml
 
@@ -75,7 +75,7 @@ def run_demo(config: StackConfig, calls: int = 0) -> int:
                                   said=text)
                 received = [p for p in phones if line["call_id"] and line["call_id"] in p.received_calls()]
                 line["agent"] = received[-1].aor if received and line["agent"] else ""
-                group_agents = Directory(f"sqlite:///{config.kamailio_db}").agents("demo", group)
+                group_agents = Directory(config.directory_db_url).agents("demo", group)
                 ok = bool(line["agent"]) and line["agent"] in group_agents
                 failures += 0 if ok else 1
                 print(json.dumps(line, ensure_ascii=False), flush=True)

@@ -32,7 +32,7 @@ def render_kamailio_local(config: StackConfig) -> str:
         "#!define WITH_ANSWERED_MODE",
         f"#!define LISTEN_SIP udp:{sip.address}:{sip.port}",
         f"#!define LISTEN_HTTP tcp:{sip.address}:{sip.http_port}",
-        f'#!define DBURL "sqlite:///{config.kamailio_db}"',
+        *_database_lines(config),
         f'#!define RTPENGINE_SOCKET "udp:{config.media.interface}:{config.media.ng_port}"',
         f'#!define EVAPI_BIND "127.0.0.1:{sip.evapi_port}"',
         f'#!define RPC_DGRAM_SOCKET "udp:127.0.0.1:{sip.rpc_port}"',
@@ -44,6 +44,17 @@ def render_kamailio_local(config: StackConfig) -> str:
         *_agent_network_lines(config),
         "",
     ])
+
+
+def _database_lines(config: StackConfig) -> list[str]:
+    """Kamailio's db URL for the directory: its own SQLite file, or the shared PostgreSQL database."""
+    url = config.directory_url
+    if not url:
+        return [f'#!define DBURL "sqlite:///{config.kamailio_db}"']
+    scheme, _, rest = url.partition("://")
+    if not scheme.startswith("postgresql"):
+        raise processes.StartError(f"directory_url: Kamailio supports sqlite or postgresql, not {scheme!r}")
+    return ["#!define WITH_POSTGRES", f'#!define DBURL "postgres://{rest}"']
 
 
 def _agent_network_lines(config: StackConfig) -> list[str]:
@@ -141,9 +152,13 @@ def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] 
     config_file.write_text(config.to_yaml(), encoding="utf-8")
     ensure_prompts(run / "prompts", config.controller)
 
-    if config.kamailio_db.exists():
-        config.kamailio_db.unlink()
-    directory = Directory.open_sqlite(config.kamailio_db)
+    if config.directory_url:
+        directory = Directory(config.directory_url)
+        directory.create_schema()
+    else:
+        if config.kamailio_db.exists():
+            config.kamailio_db.unlink()
+        directory = Directory.open_sqlite(config.kamailio_db)
     directory.load_platform(config.platform_file)
     directory.set_b2bua_source(config.controller.rtp_address, config.controller.b2bua_port)
 

@@ -358,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="npz cache of the synthesised features")
     parser.add_argument("--init", type=Path, default=None, help="start from this .pdparams (fine-tuning)")
     parser.add_argument("--no-augment", action="store_true", help="no SpecAugment (fit the sentences faster)")
+    parser.add_argument(
+        "--extra-variants", type=int, default=0, help="use only this many renderings of the extra sentences"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -382,6 +385,15 @@ def main(argv: list[str] | None = None) -> int:
             feats_arr[:] = [f for _, f in data]
             np.savez(args.cache, sentences=sentences, demo=demo, texts=[t for t, _ in data], feats=feats_arr)
     vocab = build_vocab(sentences)
+    if args.extra_variants:
+        # Weight the demo sentences up: keep fewer renderings of the others (the vocabulary is unchanged).
+        seen: dict[str, int] = {}
+        kept = []
+        for text, feats in data:
+            seen[str(text)] = seen.get(str(text), 0) + 1
+            if str(text) in set(demo) or seen[str(text)] <= args.extra_variants:
+                kept.append((text, feats))
+        data = kept
     index = {c: i for i, c in enumerate(vocab)}
     cmvn_stats = GlobalCMVN.stats([f for _, f in data])
     count = cmvn_stats["frame_num"]
