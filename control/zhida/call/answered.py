@@ -186,7 +186,7 @@ class AnsweredMode:
         call, ctl, sip = session.call, self.controller, self.config.sip
         common = {"call-id": call.call_id, "from-tag": call.from_tag, "to-tag": call.to_tag}
         offer = await ctl.ng.request("offer", sdp=call.caller_sdp, flags=["port latching"], **MEDIA_FLAGS,
-                                     **common)
+                                     **common, **self._direction("trunk", "agent"))
         domain = ctl.directory.tenant(call.tenant).get("domain") or sip.address
         leg = await self.stack.place_call(
             f"sip:{call.decision.get('group') or 'agents'}@{sip.address}:{sip.port}", via=(sip.address, sip.port),
@@ -220,6 +220,12 @@ class AnsweredMode:
         ended = await leg.wait_ended()
         return CallOutcome.CONNECTED, f"agent {ended.cause}"
 
+    def _direction(self, offerer: str, answerer: str) -> dict[str, list[str]]:
+        """rtpengine's logical interfaces (offerer's side first) when the media node bridges two networks."""
+        media = self.config.media
+        names = [getattr(media, f"{offerer}_interface"), getattr(media, f"{answerer}_interface")]
+        return {"direction": names} if all(names) else {}
+
     async def _agent_reinvite(self, session: AnsweredCall, offer: str | None) -> str:
         """Hold/unhold from the agent: rtpengine follows, the caller's leg is left alone."""
         call, leg = session.call, session.agent
@@ -228,7 +234,8 @@ class AnsweredMode:
             return current
         reverse = {"call-id": call.call_id, "from-tag": call.to_tag, "to-tag": call.from_tag}
         try:
-            await self.controller.ng.request("offer", sdp=offer, flags=["port latching"], **MEDIA_FLAGS, **reverse)
+            await self.controller.ng.request("offer", sdp=offer, flags=["port latching"], **MEDIA_FLAGS, **reverse,
+                                             **self._direction("agent", "trunk"))
             answer = await self.controller.ng.request(
                 "answer", sdp=sdp_util.answer_for(call.caller_sdp, offer), flags=["port latching"], **MEDIA_FLAGS,
                 **reverse)
