@@ -267,6 +267,11 @@ def test_pstn_caller_is_answered_recognised_and_bridged_then_hangs_up(
         media.stop()
     assert rc == 0, trace[-3000:]
     assert "SIP/2.0 200 OK" in trace and "SIP/2.0 183" not in trace
+    answer = trace.replace("\r\n", "\n")
+    answer_headers = answer[answer.index("SIP/2.0 200 OK"):].split("\n\n")[0]
+    # the gateway asked for a session timer without naming the refresher and supports it: it refreshes
+    assert re.search(r"^Session-Expires:\s*1800;refresher=uac", answer_headers, re.MULTILINE | re.IGNORECASE)
+    assert re.search(r"^Require:.*timer", answer_headers, re.MULTILINE | re.IGNORECASE)
     record = wait_for_record(answered_stack, call_id, timeout_s=10)
     assert record.get("outcome") == "connected", record
     agent_call = call_id + "-agent"
