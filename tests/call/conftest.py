@@ -42,6 +42,7 @@ def stack_config(run_dir: Path, **controller: object) -> StackConfig:
     config.media.port_min, config.media.port_max = base, base + 199
     config.controller.api_listen = f"127.0.0.1:{_free_tcp_port()}"
     config.controller.metrics_port = _free_tcp_port()
+    config.controller.b2bua_port = free_udp_port()
     config.recognizer.listen = f"127.0.0.1:{_free_tcp_port()}"
     config.routing.listen = f"127.0.0.1:{_free_tcp_port()}"
     for key, value in controller.items():
