@@ -361,8 +361,11 @@ class CallController:
                                   audio_offset_ms=response.audio_offset_ms)
                     if text != stable_text:
                         stable_text, stable_since_ms = text, response.audio_offset_ms
-                        continue
-                    if response.audio_offset_ms - stable_since_ms < ctl.stable_partial_ms:
+                    # A partial may decide once the caller pauses, or once it has stopped changing; the rules
+                    # still have to be confident about it.
+                    paused = last_voiced_ms > 0 and response.audio_offset_ms - last_voiced_ms >= ctl.pause_ms
+                    stable = response.audio_offset_ms - stable_since_ms >= ctl.stable_partial_ms
+                    if not (paused or stable):
                         continue
                     decision = await self._route(call, text, attempt)
                     if decision is not None and decision.kind == routing_pb2.DECISION_KIND_ROUTE:

@@ -62,8 +62,20 @@ class ControllerConfig:
     max_utterance_ms: int = 12000
     # A partial unchanged for this long, with routing confidence at or above the tenant's threshold, decides.
     stable_partial_ms: int = 160
+    # ... or once the caller has paused this long after speech (then the endpointer's long silence is not waited
+    # out).
+    pause_ms: int = 120
     prompt: str = "请用一句话描述咨询的问题"
     reprompt: str = "抱歉，没有听清，请再说一遍"
+
+
+@dataclass
+class SpeechConfig:
+    # Decoding chunk in encoder frames of 40 ms: smaller gives partials (and decisions) sooner for more CPU.
+    chunk_size: int = 4
+    # paddle | onnx | onnx-int8 (onnx needs `zhida models export-onnx`)
+    backend: str = "paddle"
+    max_streams: int = 64
 
 
 @dataclass
@@ -94,6 +106,7 @@ class StackConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     recognizer: ServiceConfig = field(default_factory=lambda: ServiceConfig("127.0.0.1:50051"))
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     routing: ServiceConfig = field(default_factory=lambda: ServiceConfig("127.0.0.1:50052"))
 
     @property

@@ -180,7 +180,9 @@ def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] 
     if config.model_dir is not None:
         env["ZHIDA_MODEL_DIR"] = str(config.model_dir.resolve())
     if "recognizer" in services:
-        argv = _zhida("serve-recognizer", "--listen", config.recognizer.listen)
+        speech = config.speech
+        argv = _zhida("serve-recognizer", "--listen", config.recognizer.listen, "--chunk-size", str(speech.chunk_size),
+                      "--backend", speech.backend, "--max-streams", str(speech.max_streams))
         process = processes.start(run, "recognizer", argv, env=env)
         processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
                              logs / "recognizer.log", timeout=240)
