@@ -202,7 +202,9 @@ def start_controller(config: StackConfig) -> None:
     config_file = (config.run_dir / "zhida.yaml").resolve()
     argv = _zhida("serve-controller", "--config", str(config_file))
     process = processes.start(config.run_dir, "controller", argv, env={"PYTHONUNBUFFERED": "1"})
-    processes.wait_ready("controller", lambda: grpc_healthy(config.controller.api_listen), process,
+    # the controller's own service turns SERVING only once Kamailio's evapi link is up
+    ready = lambda: grpc_healthy(config.controller.api_listen, "zhida.v1.CallController")  # noqa: E731
+    processes.wait_ready("controller", ready, process,
                          config.log_dir / "controller.log", timeout=60)
 
 
