@@ -137,3 +137,14 @@ def test_operators_rpc_command_reads_registrations(agents: Agents, signalling_st
         [sys.executable, "-m", "zhida.cli", "rpc", "--config", str(signalling_stack.run_dir / "zhida.yaml"),
          "no.such.command"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "no.such.command" in bad.stderr
+
+
+def test_answered_mode_trunk_without_controller_reaches_the_fallback_group(
+    agents: Agents, signalling_stack: StackConfig, sentence_wav: Path
+) -> None:
+    operator = agents.start("1091")
+    line = place_call(signalling_stack, number=NUMBER, wav=sentence_wav, trunk="127.0.0.5", lead_silence_s=0.2)
+    assert line["sipp_rc"] == 0, line
+    assert line["call_id"] in operator.received_calls()
+    assert "answered-mode trunk call to 4008001234 with no controller" in (
+        signalling_stack.log_dir / "kamailio.log").read_text()
