@@ -368,6 +368,8 @@ class CallController:
                     if not (paused or stable):
                         continue
                     decision = await self._route(call, text, attempt)
+                    log.debug("call %s: partial %r -> %s", call.call_id, text,
+                              routing_pb2.DecisionKind.Name(decision.kind) if decision is not None else None)
                     if decision is not None and decision.kind == routing_pb2.DECISION_KIND_ROUTE:
                         self._note_end_of_speech(call, last_voiced_ms)
                         call.transcript = text
@@ -383,6 +385,8 @@ class CallController:
 
     async def _final(self, call: Call, response: Any, attempt: int, last_voiced_ms: int) -> ListenResult:
         text = response.transcript.strip()
+        log.info("call %s: final %r (confidence %.2f, %s)", call.call_id, text, response.confidence,
+                 recognizer_pb2.SpeechEvent.Name(response.speech_event))
         async with call.lock:
             call.machine.fire(CallEvent.UTTERANCE_ENDED)
         self._note_end_of_speech(call, last_voiced_ms)

@@ -53,6 +53,10 @@ class AudioError(ValueError):
     """Audio that breaks the stream's contract (too long a chunk, an odd number of PCM16 bytes)."""
 
 
+# Audio kept before speech starts, so the decoder hears the onset the endpointer needed to detect it.
+PREROLL_SAMPLES = 16000 * 400 // 1000
+
+
 class ResultKind(enum.Enum):
     SPEECH_STARTED = 1
     PARTIAL = 2
@@ -113,6 +117,10 @@ class RecognitionStream:
         self.final_sent = False
         self.opened = time.monotonic()
         self.first_partial_at: float | None = None
+        # Decoding starts at speech start (with a short pre-roll): seconds of line silence before the caller
+        # speaks (a prompt playing) only cost CPU and throw a small model off. Offsets stay stream-relative.
+        self._decoding = False
+        self._skipped_samples = 0
 
     # -- input --------------------------------------------------------------------------------------------
 
@@ -149,7 +157,17 @@ class RecognitionStream:
                 )
             else:
                 self._finish(ev.event.name, ev.at_ms)
+        if self.endpointer.in_speech or self.end_reason:
+            self._decoding = True
+        if not self._decoding:
+            self._keep_preroll()
         self.engine._wake()
+
+    def _keep_preroll(self) -> None:
+        while self._pending and self._pending_samples - self._pending[0].size >= PREROLL_SAMPLES:
+            dropped = self._pending.pop(0)
+            self._pending_samples -= dropped.size
+            self._skipped_samples += dropped.size
 
     def end_of_audio(self) -> None:
         """The client half-closed: flush what was heard into a final result."""
@@ -172,7 +190,7 @@ class RecognitionStream:
         """Enough audio for the decoder's next chunk, or a final to produce."""
         if self.end_reason:
             return not self.final_sent
-        return bool(self._pending) and self._pending_samples >= self.samples_needed
+        return self._decoding and bool(self._pending) and self._pending_samples >= self.samples_needed
 
     def take_audio(self) -> np.ndarray | None:
         if not self._pending:
@@ -187,6 +205,7 @@ class RecognitionStream:
     def _deliver(self, kind: ResultKind, text: str, confidence: float, audio_ms: int) -> None:
         if self.closed or self.final_sent:
             return
+        audio_ms += self._skipped_samples // 16
         if kind is ResultKind.FINAL:
             self.final_sent = True
             if self.end_reason == Event.NO_INPUT_TIMEOUT.name:
