@@ -36,12 +36,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--chunk-size", type=int, default=None, help="recogniser chunk (40 ms frames)")
+    parser.add_argument("--pause-ms", type=int, default=None, help="controller's pause before a partial decides")
     args = parser.parse_args()
     from tests.call.conftest import start_stack
 
     with tempfile.TemporaryDirectory(prefix="zhida-bench-") as tmp:
         work = Path(tmp)
-        config = start_stack(work / "run")
+        overrides = {} if args.pause_ms is None else {"pause_ms": args.pause_ms}
+        config = start_stack(work / "run", speech_chunk_size=args.chunk_size, **overrides)
         phones = []
         lines: list[dict[str, Any]] = []
         try:

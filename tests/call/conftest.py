@@ -51,11 +51,13 @@ def stack_config(run_dir: Path, **controller: object) -> StackConfig:
 
 
 def start_stack(run_dir: Path, services: tuple[str, ...] = stack.SERVICES, attempts: int = 3,
-                **controller: object) -> StackConfig:
+                speech_chunk_size: int | None = None, **controller: object) -> StackConfig:
     """Starts the stack on fresh free ports; another process may grab a port between our probe and the daemon's
     bind (the machine runs other suites), so a failed start is retried on new ports."""
     for attempt in range(attempts):
         config = stack_config(run_dir, **controller)
+        if speech_chunk_size:
+            config.speech.chunk_size = speech_chunk_size
         try:
             stack.up(config, None, services=services)
             return config
