@@ -390,7 +390,9 @@ class CallController:
         async with call.lock:
             call.machine.fire(CallEvent.UTTERANCE_ENDED)
         self._note_end_of_speech(call, last_voiced_ms)
-        call.transcript = text
+        if text or not call.transcript:
+            # a silent re-prompt must not erase what the caller said the first time
+            call.transcript = text
         self._publish(call, CallEventKind.FINAL, transcript=text, confidence=response.confidence, basis="final",
                       first_partial_ms=call.timings.get("first_partial_ms"))
         if not text:
