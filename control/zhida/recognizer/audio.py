@@ -9,62 +9,13 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from zhida.codecs import g711
 
-def _mulaw_table() -> np.ndarray:
-    codes = ~np.arange(256, dtype=np.int32) & 0xFF
-    sign = codes & 0x80
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
-
-
-def _alaw_table() -> np.ndarray:
-    codes = np.arange(256, dtype=np.int32) ^ 0x55
-    sign = codes & 0x80
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << (exponent - 1))
-    return np.where(sign != 0, magnitude, -magnitude).astype(np.int16)
-
-
-MULAW_TO_PCM16 = _mulaw_table()
-ALAW_TO_PCM16 = _alaw_table()
-
-
-def mulaw_decode(data: bytes) -> np.ndarray:
-    """G.711 mu-law bytes -> int16 samples."""
-    return MULAW_TO_PCM16[np.frombuffer(data, dtype=np.uint8)]
-
-
-def alaw_decode(data: bytes) -> np.ndarray:
-    """G.711 A-law bytes -> int16 samples."""
-    return ALAW_TO_PCM16[np.frombuffer(data, dtype=np.uint8)]
-
-
-_MULAW_SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
-_ALAW_SEG_END = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF])
-
-
-def mulaw_encode(samples: np.ndarray) -> bytes:
-    """int16 samples -> G.711 mu-law bytes (the reference segment search on 14-bit magnitudes)."""
-    x = samples.astype(np.int32) >> 2
-    mask = np.where(x < 0, 0x7F, 0xFF)
-    magnitude = np.minimum(np.abs(x), 8159) + 0x21
-    seg = np.searchsorted(_MULAW_SEG_END, magnitude)  # first segment whose end >= magnitude
-    code = np.where(seg >= 8, 0x7F, (np.minimum(seg, 7) << 4) | ((magnitude >> (seg + 1)) & 0x0F))
-    return ((code ^ mask) & 0xFF).astype(np.uint8).tobytes()
-
-
-def alaw_encode(samples: np.ndarray) -> bytes:
-    """int16 samples -> G.711 A-law bytes (the reference segment search on 13-bit magnitudes)."""
-    x = samples.astype(np.int32) >> 3
-    mask = np.where(x >= 0, 0xD5, 0x55)
-    magnitude = np.where(x >= 0, x, -x - 1)
-    seg = np.searchsorted(_ALAW_SEG_END, magnitude)
-    low = np.where(seg < 2, magnitude >> 1, magnitude >> np.maximum(seg, 1)) & 0x0F
-    code = np.where(seg >= 8, 0x7F, (np.minimum(seg, 7) << 4) | low)
-    return ((code ^ mask) & 0xFF).astype(np.uint8).tobytes()
+# G.711 lives in the shared wire-format package; these names are the recogniser's vocabulary for it.
+mulaw_decode = g711.ulaw_decode
+alaw_decode = g711.alaw_decode
+mulaw_encode = g711.ulaw_encode
+alaw_encode = g711.alaw_encode
 
 
 class StreamResampler:
