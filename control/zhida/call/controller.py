@@ -165,18 +165,14 @@ class CallController:
                 expires_s = float(expires)
             except ValueError:
                 expires_s = 3600.0
-            if expires_s > 0:
-                self.agents.registered(str(event.get("aor", "")), expires_s)
-            else:
-                self.agents.registered(str(event.get("aor", "")), -1)
+            # expires 0 is a de-registration: the agent's registration ends now
+            self.agents.registered(str(event.get("aor", "")), expires_s)
         else:
             if self.answered is not None and await self.answered.on_kamailio_event(str(kind), event):
                 return
             call = self.calls.get(str(event.get("call_id", "")))
             if call is None:
-                if kind in ("agent_answered",):
-                    pass
-                return
+                return  # a call that ended or was never ours
             await self._on_call_event(call, str(kind), event)
 
     def _on_call_held(self, event: dict[str, Any]) -> None:
