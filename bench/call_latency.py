@@ -21,9 +21,8 @@ from typing import Any
 
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call
-from zhida.stack.demo import AGENT_IP, TRUNK_IP, demo_sentences
+from zhida.stack.demo import TRUNK_IP, demo_sentences, start_demo_agents
 from zhida.stack.prompts import synthesize
-from zhida.stack.sipp import register_agent, start_agent_phone
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,13 +47,7 @@ def main() -> int:
         phones = []
         lines: list[dict[str, Any]] = []
         try:
-            for group, users in {"repair": ["1001", "1002"], "delivery": ["1011", "1012"], "billing": ["1021"],
-                                 "complaint": ["1031"], "operator": ["1091", "1092"]}.items():
-                for user in users:
-                    phone = start_agent_phone(username=user, password=f"demo-{user}-pass",
-                                              domain="demo.zhida.local", ip=AGENT_IP, work_dir=work)
-                    phones.append((group, phone))
-                    register_agent(f"{config.sip.address}:{config.sip.port}", phone, work_dir=work)
+            phones = start_demo_agents(config, work)
             sentences = _all_sentences(args.calls)
             wavs = {text: synthesize(text, work / f"s{i}.wav") for i, (text, _) in enumerate(sentences)}
 
@@ -68,7 +61,7 @@ def main() -> int:
                     lines.append(line)
                     print(json.dumps(line, ensure_ascii=False), flush=True)
         finally:
-            for _, phone in phones:
+            for phone in phones:
                 phone.stop()
             stack.down(config)
     latencies = [float(x["end_of_speech_to_invite_ms"]) for x in lines

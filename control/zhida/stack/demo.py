@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from zhida.directory import Directory
 from zhida.stack.calls import place_call
 from zhida.stack.config import DEMO_DIR, StackConfig
@@ -42,14 +44,13 @@ def demo_sentences(count: int) -> list[tuple[str, str]]:
 
 
 def start_demo_agents(config: StackConfig, work: Path) -> list[AgentPhone]:
-    spec_agents = Directory(config.directory_db_url)
+    """A phone for every agent of the platform file (passwords come from there), registered."""
+    directory = Directory(config.directory_db_url)
     phones = []
-    import yaml
-
     platform = yaml.safe_load(config.platform_file.read_text(encoding="utf-8"))
     target = f"{config.sip.address}:{config.sip.port}"
     for tenant_name, tenant in platform["tenants"].items():
-        domain = spec_agents.tenant(tenant_name)["domain"]
+        domain = directory.tenant(tenant_name)["domain"]
         for group in tenant["groups"].values():
             for agent in group.get("agents", []):
                 phone = start_agent_phone(username=str(agent["username"]), password=agent["password"],
