@@ -94,26 +94,25 @@ def rtpengine_argv(config: StackConfig) -> list[str]:
     ]
 
 
-def _cookie() -> bytes:
-    """A fresh ng cookie: rtpengine answers a repeated cookie with its cached answer to the first request."""
-    return os.urandom(6).hex().encode() + b" "
+def ng_call(address: tuple[str, int], command: str, timeout: float = 1.0, **params: object) -> dict:
+    """One synchronous ng request (for tools, start-up probes and tests; the controller uses NgClient).
+
+    Every request gets a fresh cookie: rtpengine answers a repeated cookie with its cached answer to the first.
+    """
+    cookie = os.urandom(6).hex().encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(cookie + b" " + bencode.encode({"command": command, **params}), address)
+        return bencode.decode(sock.recv(1 << 20).partition(b" ")[2])
 
 
 def ng_ping(host: str, port: int, timeout: float = 0.5) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(_cookie() + bencode.encode({"command": "ping"}), (host, port))
-        data = sock.recv(65536)
-    return bencode.decode(data.partition(b" ")[2]).get("result") == "pong"
+    return ng_call((host, port), "ping", timeout).get("result") == "pong"
 
 
 def ng_request(config: StackConfig, command: str, timeout: float = 1.0, **params: object) -> dict:
-    """One synchronous ng request to the stack's rtpengine (for tools and tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(timeout)
-        sock.sendto(_cookie() + bencode.encode({"command": command, **params}),
-                    (config.media.interface, config.media.ng_port))
-        return bencode.decode(sock.recv(1 << 20).partition(b" ")[2])
+    """One synchronous ng request to the stack's rtpengine."""
+    return ng_call((config.media.interface, config.media.ng_port), command, timeout, **params)
 
 
 def kamailio_rpc(port: int, method: str, *params: object, timeout: float = 2.0) -> object:
@@ -219,13 +218,7 @@ def down(config: StackConfig) -> None:
 def _delete_all_rtpengine_calls(config: StackConfig) -> None:
     """Live calls make rtpengine's shutdown slow and crash-prone: delete them first."""
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(0.5)
-            target = (config.media.interface, config.media.ng_port)
-            sock.sendto(_cookie() + bencode.encode({"command": "list", "limit": "1000"}), target)
-            calls = bencode.decode(sock.recv(1 << 20).partition(b" ")[2]).get("calls", [])
-            for call_id in calls:
-                sock.sendto(_cookie() + bencode.encode({"command": "delete", "call-id": call_id}), target)
-                sock.recv(65536)
+        for call_id in ng_request(config, "list", timeout=0.5, limit="1000").get("calls", []):
+            ng_request(config, "delete", timeout=0.5, **{"call-id": call_id})
     except (OSError, bencode.BencodeError):
         pass
