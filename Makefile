@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := kamailio kamailio-json-modules kamailio-extra-modules kamailio-utils-modules \
 	kamailio-sqlite-modules rtpengine-daemon sip-tester espeak-ng sox sqlite3 iproute2 prometheus \
-	ansible ansible-lint nftables acl
+	ansible ansible-lint nftables acl python3-venv python3-dev
 STAMP := $(VENV)/.installed
 
 .PHONY: all env apt venv demo test lint proto clean bench
@@ -19,7 +19,8 @@ env: apt venv
 apt:
 	@if ! command -v kamailio >/dev/null || ! command -v rtpengine >/dev/null || ! command -v sipp >/dev/null \
 	   || ! command -v espeak-ng >/dev/null || ! command -v prometheus >/dev/null \
-	   || ! command -v ansible-playbook >/dev/null || ! command -v ansible-lint >/dev/null; then \
+	   || ! command -v ansible-playbook >/dev/null || ! command -v ansible-lint >/dev/null \
+	   || ! $(PYTHON) -c "import ensurepip" 2>/dev/null; then \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
 	fi
