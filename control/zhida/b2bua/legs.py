@@ -769,6 +769,7 @@ class SipStack:
         for leg in list(self._legs.values()):
             with contextlib.suppress(Exception):
                 await leg.hangup()
+        await self._drain_send_queues()
         await self._reactor.run(self._in_reactor_close)
         for leg in list(self._legs.values()):
             leg._finish(Ended("local", "stack-closed"))
@@ -776,6 +777,19 @@ class SipStack:
             task.cancel()
         self.started = False
         SipStack._open = None
+
+    async def _drain_send_queues(self, timeout_s: float = 1.0) -> None:
+        """sippy writes datagrams from its own sender threads, and its shutdown closes the socket for writing
+        first: the BYEs just queued by the hangups above would be lost without this wait."""
+        tm = self._global_config.get("_sip_tm")
+        if tm is None:
+            return
+        servers = list(tm.l4r.cache_l2s.values())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while any(not server.sendqueue.empty() for server in servers) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # a sender thread may still be writing the last one it took off the queue
 
     def _in_reactor_close(self) -> None:
         tm = self._global_config.get("_sip_tm")
