@@ -24,13 +24,12 @@ from zhida.stack import up as stack
 from zhida.stack.calls import wait_for_record
 from zhida.stack.prompts import synthesize
 
-from tests.call.conftest import Agents
+from tests.call.conftest import Agents, stack_config
 from tests.call.test_answered import (
     FRAME,
     PSTN_IP,
     REPAIR_SENTENCE,
     PstnMedia,
-    distinct_ports_config,
     pstn_call,
     read_wav_8k,
     ulaw_encode,
@@ -93,7 +92,7 @@ def main() -> None:
         wav = synthesize(REPAIR_SENTENCE, work / "repair.wav")
         pcm = read_wav_8k(wav)
         frames = [ulaw_encode(pcm[i:i + FRAME]) for i in range(0, len(pcm) - FRAME + 1, FRAME)]
-        config = distinct_ports_config(work / "run")
+        config = stack_config(work / "run")
         config.platform_file = platform(work / "platform.yaml")
         config.sip.agent_ring_timeout_ms = 5000
         stack.up(config, None)

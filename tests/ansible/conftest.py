@@ -14,7 +14,6 @@ import re
 import resource
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from zhida.stack.ports import STABLE_RANGE, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_DIR = REPO / "ansible"
@@ -34,21 +34,6 @@ RECAP = re.compile(
     r"failed=(?P<failed>\d+)",
     re.MULTILINE,
 )
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free now, below the kernel's ephemeral range: the daemons start about a minute after the ports
-    are chosen (the playbook runs in between), and an ephemeral port could be taken by then by any outgoing
-    connection on the machine."""
-    for _ in range(200):
-        port = random.randrange(12000, 19999)
-        try:
-            with socket.socket(socket.AF_INET, kind) as sock:
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port in 12000-19999")
 
 
 def ansible_env(tmp: Path) -> dict[str, str]:
@@ -146,24 +131,16 @@ class Provisioned:
 
 
 def choose_ports() -> dict[str, int]:
+    """Distinct ports below the kernel's ephemeral range: the daemons start about a minute after the ports are
+    chosen (the playbook runs in between), and an ephemeral port could be taken by then by any outgoing
+    connection on the machine."""
+    names = ("site_sip_port", "site_kamailio_http_port", "site_kamailio_jsonrpc_port", "site_kamailio_evapi_port",
+             "site_rtpengine_ng_port", "site_rtpengine_http_port", "site_rtpengine_cli_port", "site_recognizer_port",
+             "site_routing_port", "site_api_port", "site_b2bua_port", "site_controller_metrics_port",
+             "site_prometheus_port")
+    ports: dict[str, int] = dict(zip(names, free_ports(len(names), port_range=STABLE_RANGE), strict=True))
     base = random.randrange(20000, 29000, 200)
-    return {
-        "site_sip_port": free_port(socket.SOCK_DGRAM),
-        "site_kamailio_http_port": free_port(),
-        "site_kamailio_jsonrpc_port": free_port(socket.SOCK_DGRAM),
-        "site_kamailio_evapi_port": free_port(),
-        "site_rtpengine_ng_port": free_port(socket.SOCK_DGRAM),
-        "site_rtpengine_http_port": free_port(),
-        "site_rtpengine_cli_port": free_port(),
-        "site_rtp_port_min": base,
-        "site_rtp_port_max": base + 199,
-        "site_recognizer_port": free_port(),
-        "site_routing_port": free_port(),
-        "site_api_port": free_port(),
-        "site_b2bua_port": free_port(socket.SOCK_DGRAM),
-        "site_controller_metrics_port": free_port(),
-        "site_prometheus_port": free_port(),
-    }
+    return {**ports, "site_rtp_port_min": base, "site_rtp_port_max": base + 199}
 
 
 @pytest.fixture(scope="package")

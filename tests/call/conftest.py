@@ -12,39 +12,33 @@ from zhida.directory import Directory
 from zhida.stack import processes
 from zhida.stack import up as stack
 from zhida.stack.config import StackConfig
-from zhida.stack.sipp import AgentPhone, free_udp_port, register_agent, start_agent_phone
+from zhida.stack.ports import free_ports
+from zhida.stack.sipp import AgentPhone, register_agent, start_agent_phone
 
 TRUNK_IP = "127.0.0.2"
 AGENT_IP = "127.0.0.3"
 UNTRUSTED_IP = "127.0.0.4"
 
 
-def _free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def stack_config(run_dir: Path, **controller: object) -> StackConfig:
     config = StackConfig(run_dir=run_dir)
-    config.sip.port = free_udp_port()
-    config.sip.http_port = _free_tcp_port()
-    config.sip.rpc_port = free_udp_port()
-    config.sip.evapi_port = _free_tcp_port()
+    ports = iter(free_ports(11))
+    config.sip.port = next(ports)
+    config.sip.http_port = next(ports)
+    config.sip.rpc_port = next(ports)
+    config.sip.evapi_port = next(ports)
     config.sip.controller_timeout_s = 6
     config.sip.agent_ring_timeout_ms = 3000
     config.sip.workers = 4
-    config.media.ng_port = free_udp_port()
-    config.media.http_port = _free_tcp_port()
+    config.media.ng_port = next(ports)
+    config.media.http_port = next(ports)
     base = random.randrange(20000, 29000, 200)
     config.media.port_min, config.media.port_max = base, base + 199
-    config.controller.api_listen = f"127.0.0.1:{_free_tcp_port()}"
-    config.controller.metrics_port = _free_tcp_port()
-    config.controller.b2bua_port = free_udp_port()
-    config.recognizer.listen = f"127.0.0.1:{_free_tcp_port()}"
-    config.routing.listen = f"127.0.0.1:{_free_tcp_port()}"
+    config.controller.api_listen = f"127.0.0.1:{next(ports)}"
+    config.controller.metrics_port = next(ports)
+    config.controller.b2bua_port = next(ports)
+    config.recognizer.listen = f"127.0.0.1:{next(ports)}"
+    config.routing.listen = f"127.0.0.1:{next(ports)}"
     for key, value in controller.items():
         setattr(config.controller, key, value)
     return config

@@ -26,7 +26,7 @@ from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import SCENARIOS, AgentPhone, free_udp_port, read_wav_8k, register_agent
 from zhida.stack.up import ng_request
 
-from tests.call.conftest import AGENT_IP, Agents, _dump_logs, stack_config
+from tests.call.conftest import AGENT_IP, Agents, _dump_logs, start_stack
 
 NUMBER = "4008001234"
 PSTN_IP = "127.0.0.5"  # the demo platform's answered-mode trunk
@@ -36,30 +36,10 @@ LEAD_SILENCE_S = 3.2  # the caller waits for the prompt to end before speaking
 FRAME = 160  # 20 ms of 8 kHz G.711
 
 
-def _ports(config: StackConfig) -> list[int]:
-    return [config.sip.port, config.sip.http_port, config.sip.rpc_port, config.sip.evapi_port, config.media.ng_port,
-            config.media.http_port, config.controller.metrics_port, config.controller.b2bua_port,
-            *(int(a.rsplit(":", 1)[1]) for a in (config.controller.api_listen, config.recognizer.listen,
-                                                  config.routing.listen))]
-
-
-def distinct_ports_config(run_dir: Path) -> StackConfig:
-    """`stack_config` with the B2BUA's port, drawn again while two services got the same free port (the kernel
-    hands a just-released port out again)."""
-    for _ in range(10):
-        config = stack_config(run_dir)
-        config.controller.b2bua_port = free_udp_port()
-        ports = _ports(config)
-        if len(set(ports)) == len(ports):
-            return config
-    raise RuntimeError("could not draw distinct free ports")
-
-
 @pytest.fixture
 def answered_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
-    config = distinct_ports_config(tmp_path / "run")
+    config = start_stack(tmp_path / "run")
     try:
-        stack.up(config, None)
         yield config
     finally:
         report = getattr(request.node, "rep_call", None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import stat
 import urllib.request
 
@@ -14,18 +13,13 @@ from zhida.crm.hosting import attach_to_controller
 from zhida.directory import Directory
 from zhida.events import EventBus
 from zhida.stack.config import StackConfig
+from zhida.stack.ports import free_port
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
 
 from tests.crm.crmkit import bearer, scripted_call
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_attach_to_controller(tmp_path, monkeypatch):

@@ -14,7 +14,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import yaml
 import zhida
 from zhida.events import CallEvent, CallEventKind, EventBus
 from zhida.metrics import CallMetrics, recognizer, start_metrics_server
+from zhida.stack.ports import free_port, free_ports
 from zhida.store import CallRecorder, open_engine
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
@@ -132,12 +132,6 @@ def expand(expr: str) -> str:
         expr = expr.replace(name, value)
     assert "$" not in expr, f"unexpanded variable in {expr}"
     return expr
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 5) -> bytes:
@@ -282,7 +276,7 @@ async def test_dashboards_against_real_prometheus(tmp_path, processes, crm_api, 
         ],
         env=env,
     )
-    rtp_http, rtp_ng = free_port(), free_port(socket.SOCK_DGRAM)
+    rtp_http, rtp_ng = free_ports(2)
 
     def no_core_dumps() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
