@@ -322,6 +322,30 @@ def test_agents_that_never_answer_are_skipped_then_the_overflow_group_answers(
     assert rang_out == ["1001", "1002", "1091"]
 
 
+def test_when_no_agent_takes_the_call_the_caller_hears_so_before_the_platform_hangs_up(
+    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+) -> None:
+    silent = [phones.start(name, behaviour="no_answer") for name in ("1001", "1091")]
+    media = PstnMedia(PSTN_IP, repair_frames)
+    try:
+        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=45000)
+    finally:
+        media.stop()
+    assert rc == 0, trace[-3000:]
+    assert re.search(r"^BYE sip:", trace, re.MULTILINE), "the platform did not hang up"
+    record = wait_for_record(answered_stack, call_id, timeout_s=10)
+    assert record.get("outcome") == "no_agent", record
+    assert any(call_id + "-agent" in phone.received_calls() for phone in silent)
+    timings = record.get("timings") or {}
+    announced_at = timings.get("unavailable_announced_at")
+    assert announced_at, f"no announcement in the record: {timings}"
+    # The announcement comes after the prompt, the sentence and the agents' ringing, and reaches the caller.
+    assert announced_at - timings["answered_at"] > LEAD_SILENCE_S + 3
+    heard = [at for at, _, payload in media.received if at >= announced_at and payload not in media.sent]
+    assert len(heard) >= 50, f"{len(heard)} packets of the announcement reached the caller"
+    assert wait_no_media_session(answered_stack) == []
+
+
 def test_pstn_caller_hangs_up_during_the_prompt(
     phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
 ) -> None:

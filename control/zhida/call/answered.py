@@ -157,7 +157,23 @@ class AnsweredMode:
             log.exception("answered call %s failed", call.call_id)
         finally:
             caller_gone.cancel()
+            if outcome == CallOutcome.NO_AGENT:
+                await self._announce_unavailable(session)
             await self._finish(session, outcome, reason)
+
+    async def _announce_unavailable(self, session: AnsweredCall) -> None:
+        """The caller was answered, so no carrier tone tells them nobody came: say it, then hang up (sooner if
+        they do)."""
+        call, caller = session.call, session.caller
+        if caller.state != "answered":
+            return
+        length_s = await self.controller._play(call, "unavailable")
+        if length_s is None:
+            return
+        call.timings["unavailable_announced_at"] = time.time()
+        log.info("call %s: no agent took the call; announcing it (%.1f s)", call.call_id, length_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(caller.wait_ended(), length_s + 0.3)
 
     async def _flow(self, session: AnsweredCall) -> tuple[CallOutcome, str]:
         call, caller, ctl = session.call, session.caller, self.controller

@@ -33,6 +33,7 @@ from zhida.media.ng import NgClient, NgError
 from zhida.sip.evapi import EvapiLink
 from zhida.sip.rpc import KamailioRpc, RpcError
 from zhida.stack.config import StackConfig
+from zhida.stack.prompts import duration_s
 from zhida.v1 import recognizer_pb2, recognizer_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -294,13 +295,16 @@ class CallController:
                                        ICE="remove", **{**common, "to-tag": call.to_tag})
         return str(answer["sdp"])
 
-    async def _play(self, call: Call, name: str) -> None:
+    async def _play(self, call: Call, name: str) -> float | None:
+        """Plays a prompt to the caller; its length in seconds, None when rtpengine could not play it."""
         try:
             await self.ng.request("play media", **{"call-id": call.call_id, "from-tag": call.from_tag},
                                   file=str(self.prompts[name]))
             call.prompt_playing = True
         except NgError as exc:
             log.error("call %s: prompt %s not played: %s", call.call_id, name, exc)
+            return None
+        return duration_s(self.prompts[name])
 
     async def _stop_prompt(self, call: Call) -> None:
         if call.prompt_playing:

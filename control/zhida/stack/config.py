@@ -67,6 +67,9 @@ class ControllerConfig:
     pause_ms: int = 120
     prompt: str = "请用一句话描述咨询的问题"
     reprompt: str = "抱歉，没有听清，请再说一遍"
+    # Answered mode only: said before hanging up when no agent took the call (the caller has been answered, so
+    # the carrier plays no tone of its own).
+    unavailable: str = "抱歉，现在没有空闲的坐席，请稍后再拨"
 
 
 @dataclass

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import wave
 from pathlib import Path
 from typing import Any
 
 VOICE = "cmn-latn-pinyin"  # the plain `cmn` voice misreads many characters
+PROMPTS = ("prompt", "reprompt", "unavailable")  # ControllerConfig fields holding the texts
 
 
 def synthesize(text: str, path: Path, *, speed: int = 160, pitch: int = 50) -> Path:
@@ -30,10 +32,15 @@ def prompt_path(prompt_dir: Path, text: str) -> Path:
 def ensure_prompts(prompt_dir: Path, controller: Any) -> dict[str, Path]:
     prompt_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name in ("prompt", "reprompt"):
+    for name in PROMPTS:
         text = getattr(controller, name)
         path = prompt_path(prompt_dir, text)
         if not path.exists():
             synthesize(text, path)
         paths[name] = path.resolve()
     return paths
+
+
+def duration_s(path: Path) -> float:
+    with wave.open(str(path), "rb") as audio:
+        return audio.getnframes() / audio.getframerate()
