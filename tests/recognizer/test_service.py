@@ -41,7 +41,7 @@ def mulaw_packets(audio16k: np.ndarray, trailing_silence_ms: int = 1200, packet_
 
 
 def config(
-    encoding=pb.AUDIO_ENCODING_MULAW, rate=8000, end_silence_ms=500, **kw
+    encoding=pb.AUDIO_ENCODING_MULAW, rate=8000, end_silence_ms=500, endpointer_pause_ms=0, **kw
 ) -> pb.StreamingRecognizeRequest:
     return pb.StreamingRecognizeRequest(
         config=pb.RecognitionConfig(
@@ -50,7 +50,7 @@ def config(
             interim_results=True,
             call_id="test-call",
             tenant="demo",
-            endpointer=pb.EndpointerConfig(end_silence_ms=end_silence_ms),
+            endpointer=pb.EndpointerConfig(end_silence_ms=end_silence_ms, pause_ms=endpointer_pause_ms),
             **kw,
         )
     )
@@ -107,6 +107,29 @@ async def test_demo_sentences_mulaw_8k_paced_like_rtp(service) -> None:
         assert final.last_voiced_ms > 0 and final.audio_offset_ms >= final.last_voiced_ms + 500
         errors += cer(final.transcript, text)
     assert errors / len(sentences) <= MAX_CER
+
+
+@needs_tts
+async def test_a_pause_sends_the_covering_partial_at_once(service) -> None:
+    """With pause_ms, the partial that covers all the speech comes as soon as the caller has paused that long,
+    not with the next decoding chunk (up to 160 ms later) nor after end_silence_ms."""
+    stub, _, _ = service
+    pause_ms = 500  # longer than a chunk (320 ms here) and its look-ahead: the covering chunk is decoded by then
+    for text in demo_sentences()[::11]:
+        packets = mulaw_packets(telephone_speech(text))
+        responses = await collect(stub, config(end_silence_ms=900, endpointer_pause_ms=pause_ms), packets,
+                                  pace_s=0.02)
+        final = check_shape(responses)
+        partials = [r for r in responses if not r.is_final and r.transcript]
+        assert all(r.audio_offset_ms <= r.heard_ms for r in partials)
+        paused = [r for r in partials
+                  if r.heard_ms - r.last_voiced_ms >= pause_ms and r.audio_offset_ms >= r.last_voiced_ms]
+        assert paused, f"no partial reported the pause: {[(r.audio_offset_ms, r.heard_ms) for r in partials]}"
+        first = paused[0]
+        assert first.last_voiced_ms == final.last_voiced_ms, "the pause came before the caller finished"
+        # It goes out with the audio that completes the pause (give or take the resampler's output blocks);
+        # without it, with the next chunk's partial, up to 320 ms later.
+        assert first.heard_ms - first.last_voiced_ms <= pause_ms + 100, (first.heard_ms, first.last_voiced_ms)
 
 
 @needs_tts

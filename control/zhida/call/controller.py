@@ -329,7 +329,7 @@ class CallController:
             sample_rate_hertz=8000, call_id=call.call_id, tenant=call.tenant, interim_results=True,
             endpointer=recognizer_pb2.EndpointerConfig(
                 end_silence_ms=ctl.end_silence_ms, no_input_timeout_ms=ctl.no_input_timeout_ms,
-                max_utterance_ms=ctl.max_utterance_ms),
+                max_utterance_ms=ctl.max_utterance_ms, pause_ms=ctl.pause_ms),
         )
         stream = self.recognizer.StreamingRecognize(self._audio_requests(call.fork, config))
         stable_text, stable_since_ms, last_voiced_ms = "", 0, 0
@@ -361,9 +361,11 @@ class CallController:
                                   audio_offset_ms=response.audio_offset_ms)
                     if text != stable_text:
                         stable_text, stable_since_ms = text, response.audio_offset_ms
-                    # A partial may decide once the caller pauses, or once it has stopped changing; the rules
-                    # still have to be confident about it.
-                    paused = last_voiced_ms > 0 and response.audio_offset_ms - last_voiced_ms >= ctl.pause_ms
+                    # A partial may decide once the caller pauses (and it covers all they said), or once it has
+                    # stopped changing; the rules still have to be confident about it.
+                    heard_ms = response.heard_ms or response.audio_offset_ms
+                    paused = last_voiced_ms > 0 and heard_ms - last_voiced_ms >= ctl.pause_ms \
+                        and response.audio_offset_ms >= last_voiced_ms
                     stable = response.audio_offset_ms - stable_since_ms >= ctl.stable_partial_ms
                     if not (paused or stable):
                         continue

@@ -72,6 +72,7 @@ class Result:
     reason: str = ""
     audio_offset_ms: int = 0
     last_voiced_ms: int = 0
+    heard_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class StreamConfig:
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
     hot_words: tuple[str, ...] = ()
     call_id: str = ""
+    # Send the partial again once the caller has paused this long and it covers all the speech (0: never).
+    pause_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class RecognitionStream:
         self.samples_needed = decoder.samples_needed()
         self._results: asyncio.Queue[Result | None] = asyncio.Queue()
         self._partial_text: str | None = None
+        self._partial_confidence = 0.0
+        self._decoded_ms = 0  # stream time up to which the last partial accounts for the audio
+        self._pause_reported_for = -1  # last_voiced_ms of the pause already reported
         self.end_reason = ""
         self.end_at_ms = 0
         self.closed = False
@@ -152,7 +158,8 @@ class RecognitionStream:
             if ev.event is Event.SPEECH_STARTED:
                 self._results.put_nowait(
                     Result(
-                        ResultKind.SPEECH_STARTED, audio_offset_ms=ev.at_ms, last_voiced_ms=ev.last_voiced_ms
+                        ResultKind.SPEECH_STARTED, audio_offset_ms=ev.at_ms, last_voiced_ms=ev.last_voiced_ms,
+                        heard_ms=ev.at_ms,
                     )
                 )
             else:
@@ -161,7 +168,21 @@ class RecognitionStream:
             self._decoding = True
         if not self._decoding:
             self._keep_preroll()
+        self._report_pause()
         self.engine._wake()
+
+    def _report_pause(self) -> None:
+        """The caller paused and the partial already covers everything they said: send it again now, so the
+        client can decide without waiting for the next chunk."""
+        cfg, ep = self.config, self.endpointer
+        voiced = ep.last_voiced_ms
+        if not (cfg.pause_ms and cfg.interim_results and ep.in_speech and self._partial_text) or self.end_reason:
+            return
+        if voiced == self._pause_reported_for or ep.audio_ms - voiced < cfg.pause_ms or self._decoded_ms < voiced:
+            return
+        self._pause_reported_for = voiced
+        self._results.put_nowait(Result(ResultKind.PARTIAL, self._partial_text, self._partial_confidence, "",
+                                        self._decoded_ms, voiced, ep.audio_ms))
 
     def _keep_preroll(self) -> None:
         while self._pending and self._pending_samples - self._pending[0].size >= PREROLL_SAMPLES:
@@ -218,6 +239,7 @@ class RecognitionStream:
                     self.end_reason,
                     max(audio_ms, self.end_at_ms),
                     self.endpointer.last_voiced_ms,
+                    self.endpointer.audio_ms,
                 )
             )
             self._results.put_nowait(None)
@@ -226,8 +248,12 @@ class RecognitionStream:
             return
         if self.first_partial_at is None:
             self.first_partial_at = time.monotonic()
-        self._partial_text = text
-        self._results.put_nowait(Result(kind, text, confidence, "", audio_ms, self.endpointer.last_voiced_ms))
+        self._partial_text, self._partial_confidence, self._decoded_ms = text, confidence, audio_ms
+        ep = self.endpointer
+        if self.config.pause_ms and ep.audio_ms - ep.last_voiced_ms >= self.config.pause_ms \
+                and audio_ms >= ep.last_voiced_ms:
+            self._pause_reported_for = ep.last_voiced_ms  # this partial is the pause report
+        self._results.put_nowait(Result(kind, text, confidence, "", audio_ms, ep.last_voiced_ms, ep.audio_ms))
 
     async def results(self) -> AsyncIterator[Result]:
         """SPEECH_STARTED, partials (if asked for), then exactly one final; ends after the final."""

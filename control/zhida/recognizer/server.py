@@ -84,12 +84,13 @@ def stream_config(cfg: recognizer_pb2.RecognitionConfig, engine: EngineConfig) -
         endpointer=endpointer,
         hot_words=tuple(w for w in cfg.hot_words if w),
         call_id=cfg.call_id,
+        pause_ms=ep.pause_ms,
     )
 
 
 def _response(result: Result) -> recognizer_pb2.StreamingRecognizeResponse:
     msg = recognizer_pb2.StreamingRecognizeResponse(
-        audio_offset_ms=result.audio_offset_ms, last_voiced_ms=result.last_voiced_ms
+        audio_offset_ms=result.audio_offset_ms, last_voiced_ms=result.last_voiced_ms, heard_ms=result.heard_ms
     )
     if result.kind is ResultKind.SPEECH_STARTED:
         msg.speech_event = recognizer_pb2.SPEECH_EVENT_SPEECH_STARTED

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19zhida/v1/recognizer.proto\x12\x08zhida.v1\"a\n\x10\x45ndpointerConfig\x12\x16\n\x0e\x65nd_silence_ms\x18\x01 \x01(\r\x12\x1b\n\x13no_input_timeout_ms\x18\x02 \x01(\r\x12\x18\n\x10max_utterance_ms\x18\x03 \x01(\r\"\xe5\x01\n\x11RecognitionConfig\x12)\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x17.zhida.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\r\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12.\n\nendpointer\x18\x06 \x01(\x0b\x32\x1a.zhida.v1.EndpointerConfig\x12\x17\n\x0finterim_results\x18\x07 \x01(\x08\x12\x11\n\thot_words\x18\x08 \x03(\t\"f\n\x19StreamingRecognizeRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.zhida.v1.RecognitionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"\xb4\x01\n\x1aStreamingRecognizeResponse\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x10\n\x08is_final\x18\x03 \x01(\x08\x12+\n\x0cspeech_event\x18\x04 \x01(\x0e\x32\x15.zhida.v1.SpeechEvent\x12\x17\n\x0f\x61udio_offset_ms\x18\x05 \x01(\r\x12\x16\n\x0elast_voiced_ms\x18\x06 \x01(\r*\x7f\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UDIO_ENCODING_LINEAR16\x10\x01\x12\x18\n\x14\x41UDIO_ENCODING_MULAW\x10\x02\x12\x17\n\x13\x41UDIO_ENCODING_ALAW\x10\x03*\xce\x01\n\x0bSpeechEvent\x12\x1c\n\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSPEECH_EVENT_SPEECH_STARTED\x10\x01\x12!\n\x1dSPEECH_EVENT_END_OF_UTTERANCE\x10\x02\x12!\n\x1dSPEECH_EVENT_NO_INPUT_TIMEOUT\x10\x03\x12\x1b\n\x17SPEECH_EVENT_MAX_LENGTH\x10\x04\x12\x1d\n\x19SPEECH_EVENT_END_OF_AUDIO\x10\x05\x32x\n\x11RecognizerService\x12\x63\n\x12StreamingRecognize\x12#.zhida.v1.StreamingRecognizeRequest\x1a$.zhida.v1.StreamingRecognizeResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19zhida/v1/recognizer.proto\x12\x08zhida.v1\"s\n\x10\x45ndpointerConfig\x12\x16\n\x0e\x65nd_silence_ms\x18\x01 \x01(\r\x12\x1b\n\x13no_input_timeout_ms\x18\x02 \x01(\r\x12\x18\n\x10max_utterance_ms\x18\x03 \x01(\r\x12\x10\n\x08pause_ms\x18\x04 \x01(\r\"\xe5\x01\n\x11RecognitionConfig\x12)\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x17.zhida.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\r\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12.\n\nendpointer\x18\x06 \x01(\x0b\x32\x1a.zhida.v1.EndpointerConfig\x12\x17\n\x0finterim_results\x18\x07 \x01(\x08\x12\x11\n\thot_words\x18\x08 \x03(\t\"f\n\x19StreamingRecognizeRequest\x12-\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1b.zhida.v1.RecognitionConfigH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"\xc6\x01\n\x1aStreamingRecognizeResponse\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\x10\n\x08is_final\x18\x03 \x01(\x08\x12+\n\x0cspeech_event\x18\x04 \x01(\x0e\x32\x15.zhida.v1.SpeechEvent\x12\x17\n\x0f\x61udio_offset_ms\x18\x05 \x01(\r\x12\x16\n\x0elast_voiced_ms\x18\x06 \x01(\r\x12\x10\n\x08heard_ms\x18\x07 \x01(\r*\x7f\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UDIO_ENCODING_LINEAR16\x10\x01\x12\x18\n\x14\x41UDIO_ENCODING_MULAW\x10\x02\x12\x17\n\x13\x41UDIO_ENCODING_ALAW\x10\x03*\xce\x01\n\x0bSpeechEvent\x12\x1c\n\x18SPEECH_EVENT_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSPEECH_EVENT_SPEECH_STARTED\x10\x01\x12!\n\x1dSPEECH_EVENT_END_OF_UTTERANCE\x10\x02\x12!\n\x1dSPEECH_EVENT_NO_INPUT_TIMEOUT\x10\x03\x12\x1b\n\x17SPEECH_EVENT_MAX_LENGTH\x10\x04\x12\x1d\n\x19SPEECH_EVENT_END_OF_AUDIO\x10\x05\x32x\n\x11RecognizerService\x12\x63\n\x12StreamingRecognize\x12#.zhida.v1.StreamingRecognizeRequest\x1a$.zhida.v1.StreamingRecognizeResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zhida.v1.recognizer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=657
-  _globals['_AUDIOENCODING']._serialized_end=784
-  _globals['_SPEECHEVENT']._serialized_start=787
-  _globals['_SPEECHEVENT']._serialized_end=993
+  _globals['_AUDIOENCODING']._serialized_start=693
+  _globals['_AUDIOENCODING']._serialized_end=820
+  _globals['_SPEECHEVENT']._serialized_start=823
+  _globals['_SPEECHEVENT']._serialized_end=1029
   _globals['_ENDPOINTERCONFIG']._serialized_start=39
-  _globals['_ENDPOINTERCONFIG']._serialized_end=136
-  _globals['_RECOGNITIONCONFIG']._serialized_start=139
-  _globals['_RECOGNITIONCONFIG']._serialized_end=368
-  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=370
-  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=472
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=475
-  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=655
-  _globals['_RECOGNIZERSERVICE']._serialized_start=995
-  _globals['_RECOGNIZERSERVICE']._serialized_end=1115
+  _globals['_ENDPOINTERCONFIG']._serialized_end=154
+  _globals['_RECOGNITIONCONFIG']._serialized_start=157
+  _globals['_RECOGNITIONCONFIG']._serialized_end=386
+  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_start=388
+  _globals['_STREAMINGRECOGNIZEREQUEST']._serialized_end=490
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_start=493
+  _globals['_STREAMINGRECOGNIZERESPONSE']._serialized_end=691
+  _globals['_RECOGNIZERSERVICE']._serialized_start=1031
+  _globals['_RECOGNIZERSERVICE']._serialized_end=1151
 # @@protoc_insertion_point(module_scope)

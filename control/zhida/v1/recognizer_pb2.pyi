@@ -34,14 +34,16 @@ SPEECH_EVENT_MAX_LENGTH: SpeechEvent
 SPEECH_EVENT_END_OF_AUDIO: SpeechEvent
 
 class EndpointerConfig(_message.Message):
-    __slots__ = ("end_silence_ms", "no_input_timeout_ms", "max_utterance_ms")
+    __slots__ = ("end_silence_ms", "no_input_timeout_ms", "max_utterance_ms", "pause_ms")
     END_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
     NO_INPUT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_UTTERANCE_MS_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_MS_FIELD_NUMBER: _ClassVar[int]
     end_silence_ms: int
     no_input_timeout_ms: int
     max_utterance_ms: int
-    def __init__(self, end_silence_ms: _Optional[int] = ..., no_input_timeout_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ...) -> None: ...
+    pause_ms: int
+    def __init__(self, end_silence_ms: _Optional[int] = ..., no_input_timeout_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ..., pause_ms: _Optional[int] = ...) -> None: ...
 
 class RecognitionConfig(_message.Message):
     __slots__ = ("encoding", "sample_rate_hertz", "call_id", "tenant", "model", "endpointer", "interim_results", "hot_words")
@@ -72,17 +74,19 @@ class StreamingRecognizeRequest(_message.Message):
     def __init__(self, config: _Optional[_Union[RecognitionConfig, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
 
 class StreamingRecognizeResponse(_message.Message):
-    __slots__ = ("transcript", "confidence", "is_final", "speech_event", "audio_offset_ms", "last_voiced_ms")
+    __slots__ = ("transcript", "confidence", "is_final", "speech_event", "audio_offset_ms", "last_voiced_ms", "heard_ms")
     TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     IS_FINAL_FIELD_NUMBER: _ClassVar[int]
     SPEECH_EVENT_FIELD_NUMBER: _ClassVar[int]
     AUDIO_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_VOICED_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARD_MS_FIELD_NUMBER: _ClassVar[int]
     transcript: str
     confidence: float
     is_final: bool
     speech_event: SpeechEvent
     audio_offset_ms: int
     last_voiced_ms: int
-    def __init__(self, transcript: _Optional[str] = ..., confidence: _Optional[float] = ..., is_final: _Optional[bool] = ..., speech_event: _Optional[_Union[SpeechEvent, str]] = ..., audio_offset_ms: _Optional[int] = ..., last_voiced_ms: _Optional[int] = ...) -> None: ...
+    heard_ms: int
+    def __init__(self, transcript: _Optional[str] = ..., confidence: _Optional[float] = ..., is_final: _Optional[bool] = ..., speech_event: _Optional[_Union[SpeechEvent, str]] = ..., audio_offset_ms: _Optional[int] = ..., last_voiced_ms: _Optional[int] = ..., heard_ms: _Optional[int] = ...) -> None: ...
