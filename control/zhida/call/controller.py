@@ -332,7 +332,7 @@ class CallController:
                 max_utterance_ms=ctl.max_utterance_ms, pause_ms=ctl.pause_ms),
         )
         stream = self.recognizer.StreamingRecognize(self._audio_requests(call.fork, config))
-        stable_text, stable_since_ms, last_voiced_ms = "", 0, 0
+        stable_text, stable_since_ms, last_voiced_ms, speech_start_ms = "", 0, 0, 0
         speech_started_at: float | None = None
         first_partial_logged = False
         # The endpointer counts audio time; a caller whose audio stops must still time out, by the wall clock.
@@ -343,6 +343,7 @@ class CallController:
                     last_voiced_ms = max(last_voiced_ms, response.last_voiced_ms)
                     if response.speech_event == recognizer_pb2.SPEECH_EVENT_SPEECH_STARTED and not response.is_final:
                         speech_started_at = time.time()
+                        speech_start_ms = response.audio_offset_ms
                         await self._stop_prompt(call)  # barge-in
                         async with call.lock:
                             if call.machine.accepts(CallEvent.SPEECH_STARTED):
@@ -367,7 +368,7 @@ class CallController:
                     paused = last_voiced_ms > 0 and heard_ms - last_voiced_ms >= ctl.pause_ms \
                         and response.audio_offset_ms >= last_voiced_ms
                     stable = response.audio_offset_ms - stable_since_ms >= ctl.stable_partial_ms
-                    if not (paused or stable):
+                    if not (paused or stable) or last_voiced_ms - speech_start_ms < ctl.min_speech_ms:
                         continue
                     decision = await self._route(call, text, attempt)
                     log.debug("call %s: partial %r -> %s", call.call_id, text,

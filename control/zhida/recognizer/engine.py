@@ -54,7 +54,7 @@ class AudioError(ValueError):
 
 
 # Audio kept before speech starts, so the decoder hears the onset the endpointer needed to detect it.
-PREROLL_SAMPLES = 16000 * 400 // 1000
+PREROLL_SAMPLES = 16000 * 200 // 1000
 
 
 class ResultKind(enum.Enum):

@@ -65,6 +65,9 @@ class ControllerConfig:
     # ... or once the caller has paused this long after speech (then the endpointer's long silence is not waited
     # out).
     pause_ms: int = 120
+    # A partial decides only after this much speech: a sentence's first syllables rarely name its subject, and a
+    # streaming model's first partials are its least reliable (a pause between two words is not the end).
+    min_speech_ms: int = 800
     prompt: str = "请用一句话描述咨询的问题"
     reprompt: str = "抱歉，没有听清，请再说一遍"
     # Answered mode only: said before hanging up when no agent took the call (the caller has been answered, so
