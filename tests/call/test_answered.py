@@ -8,7 +8,9 @@ agent's echo of the caller's own packets once the agent is connected.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -365,6 +367,34 @@ def test_pstn_caller_hangs_up_during_the_prompt(
     assert f"call {call_id}: early_media -> prompt_started -> prompting" in log
     assert re.search(rf"call {re.escape(call_id)}: \w+ -> hangup -> ended", log)
     assert repair.received_calls() == [] and operator.received_calls() == []
+
+
+def test_a_hung_controller_does_not_lose_an_answered_mode_call(
+    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+) -> None:
+    """The controller stops (SIGSTOP) with its evapi link up: Kamailio still sends the trunk's call to the B2BUA,
+    hears nothing, and rings the tenant's fallback group itself, media through rtpengine as usual."""
+    operator = phones.start("1091")
+    pid = int((answered_stack.run_dir / "pids" / "controller.pid").read_text())
+    media = PstnMedia(PSTN_IP, repair_frames)
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=3000)
+        # the caller's BYE went to the agent through rtpengine_delete, not past it as on a B2BUA leg (checked
+        # while the controller is still stopped: nothing else deletes the session)
+        left = wait_no_media_session(answered_stack)
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+        media.stop()
+    assert rc == 0, trace[-3000:]
+    assert call_id in operator.received_calls()
+    assert "SIP/2.0 200 OK" in trace
+    kamailio_log = (answered_stack.log_dir / "kamailio.log").read_text(errors="replace")
+    assert f"B2BUA gave no answer for {call_id} (408)" in kamailio_log
+    assert left == []
+    # Resumed, the controller finds the stale INVITE already cancelled and leaves the media alone.
+    record = wait_for_record(answered_stack, call_id, timeout_s=10)
+    assert record.get("outcome") == "abandoned", record
 
 
 def test_agent_hold_and_resume_reach_rtpengine_not_the_pstn_caller(

@@ -55,6 +55,9 @@ class AnsweredCall:
     agent: OutgoingCall | None = None
     agent_call_id: str = ""
     ended: bool = False
+    # Set once our ng offer went out: a call that never got that far (an INVITE cancelled while the controller
+    # was stalled, whose Call-ID Kamailio then gave to the fallback group) has a media session that is not ours.
+    media_anchored: bool = False
     flow: asyncio.Task[tuple[CallOutcome, str]] | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -177,6 +180,7 @@ class AnsweredMode:
 
     async def _flow(self, session: AnsweredCall) -> tuple[CallOutcome, str]:
         call, caller, ctl = session.call, session.caller, self.controller
+        session.media_anchored = True  # from here on, even a failed offer may have left a session
         sdp = await ctl._anchor_media(call)
         await caller.answer(sdp)
         call.timings["answered_at"] = time.time()
@@ -274,8 +278,9 @@ class AnsweredMode:
                     await leg.hangup()  # BYE, CANCEL or 480 as the leg's state requires; no-op once ended
                 except Exception:
                     log.exception("call %s: hanging up leg %s failed", call.call_id, leg.call_id)
-        with contextlib.suppress(NgError):
-            await self.controller.ng.request("delete", **{"call-id": call.call_id, "delete-delay": 0})
+        if session.media_anchored:
+            with contextlib.suppress(NgError):
+                await self.controller.ng.request("delete", **{"call-id": call.call_id, "delete-delay": 0})
         if call.timings.get("answered_at"):
             call.timings["answered_s"] = round(time.time() - call.timings["answered_at"], 3)
         await self.controller._end(call, outcome, reason)
