@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from zhida.directory import Directory
@@ -95,18 +97,49 @@ class Agents:
             phone.stop()
 
 
+def stack_for_test(request: pytest.FixtureRequest, run_dir: Path,
+                   services: tuple[str, ...] = stack.SERVICES) -> Iterator[StackConfig]:
+    """The body of a per-test stack fixture: started on fresh ports, its logs printed if the test failed,
+    stopped at teardown."""
+    config = start_stack(run_dir, services=services)
+    try:
+        yield config
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            _dump_logs(config)
+        stack.down(config)
+
+
+def rtpengine_final_stats(rtpengine_log: Path, call_id: str) -> dict[str, dict[str, Any]]:
+    """Local and remote address and packets received of each participant tag, from rtpengine's final stats
+    of the call (RTCP left out)."""
+    seen: dict[str, dict[str, Any]] = {}
+    tag = ""
+    for line in rtpengine_log.read_text(errors="replace").splitlines():
+        if f"[{call_id}" not in line:
+            continue
+        found = re.search(r"--- Tag '([^']+)'", line)
+        if found:
+            tag = found.group(1)
+        port = re.search(r"Port\s+([\d.]+):\d+ <>\s+([\d.]+):\d+, SSRC \w+, (\d+) p,", line)
+        if port and tag and "(RTCP)" not in line:
+            entry = seen.setdefault(tag, {"local": port.group(1), "remote": port.group(2), "packets": 0})
+            entry["packets"] += int(port.group(3))
+    return seen
+
+
+def final_packet_stats(rtpengine_log: Path, call_id: str) -> dict[str, int]:
+    """Packets rtpengine received per participant tag, from its final stats of the call."""
+    return {tag: entry["packets"] for tag, entry in rtpengine_final_stats(rtpengine_log, call_id).items()}
+
+
 @pytest.fixture
 def signalling_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
     """rtpengine and Kamailio only: no controller connected, so Kamailio routes every call itself."""
     if shutil.which("kamailio") is None or shutil.which("sipp") is None:
         pytest.fail("kamailio and sipp must be installed (make env)")
-    config = start_stack(tmp_path / "run", services=("rtpengine", "kamailio"))
-    try:
-        yield config
-    finally:
-        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-            _dump_logs(config)
-        stack.down(config)
+    yield from stack_for_test(request, tmp_path / "run", services=("rtpengine", "kamailio"))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 import tempfile
 import time
@@ -24,29 +23,12 @@ from zhida.stack.config import DEMO_DIR
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import register_agent, start_agent_phone
 
-from tests.call.conftest import stack_config
+from tests.call.conftest import rtpengine_final_stats, stack_config
 
 PLATFORM_CARRIER_IP = "10.77.1.1"
 CARRIER_IP = "10.77.1.2"
 PLATFORM_AGENT_IP = "10.77.2.1"
 AGENT_IP = "10.77.2.2"
-
-
-def interfaces_by_tag(rtpengine_log: Path, call_id: str) -> dict[str, dict[str, Any]]:
-    """Local address and packets of each participant, from rtpengine's final stats of the call."""
-    seen: dict[str, dict[str, Any]] = {}
-    tag = ""
-    for line in rtpengine_log.read_text(errors="replace").splitlines():
-        if f"[{call_id}" not in line:
-            continue
-        found = re.search(r"--- Tag '([^']+)'", line)
-        if found:
-            tag = found.group(1)
-        port = re.search(r"Port\s+([\d.]+):\d+ <>\s+([\d.]+):\d+, SSRC \w+, (\d+) p,", line)
-        if port and tag and "(RTCP)" not in line:
-            entry = seen.setdefault(tag, {"local": port.group(1), "remote": port.group(2), "packets": 0})
-            entry["packets"] += int(port.group(3))
-    return seen
 
 
 def main() -> int:
@@ -91,7 +73,7 @@ def main() -> int:
         result["call"] = line
         result["untrusted_call"] = untrusted
         result["received"] = {p.username: p.received_calls() for p in phones}
-        result["media"] = interfaces_by_tag(config.log_dir / "rtpengine.log", line["call_id"])
+        result["media"] = rtpengine_final_stats(config.log_dir / "rtpengine.log", line["call_id"])
         result["kamailio_log_refusal"] = f"INVITE from untrusted {AGENT_IP}" in (
             config.log_dir / "kamailio.log").read_text(errors="replace")
     except Exception as exc:  # reported to the test, which prints the logs

@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from zhida.codecs.g711 import ulaw_encode
-from zhida.stack import up as stack
 from zhida.stack.calls import wait_for_record
 from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import SCENARIOS, AgentPhone, free_udp_port, read_wav_8k, register_agent
 from zhida.stack.up import ng_request
 
-from tests.call.conftest import AGENT_IP, Agents, _dump_logs, start_stack
+from tests.call.conftest import AGENT_IP, Agents, final_packet_stats, stack_for_test
 
 NUMBER = "4008001234"
 PSTN_IP = "127.0.0.5"  # the demo platform's answered-mode trunk
@@ -40,14 +39,7 @@ FRAME = 160  # 20 ms of 8 kHz G.711
 
 @pytest.fixture
 def answered_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
-    config = start_stack(tmp_path / "run")
-    try:
-        yield config
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            _dump_logs(config)
-        stack.down(config)
+    yield from stack_for_test(request, tmp_path / "run")
 
 
 @pytest.fixture
@@ -179,22 +171,6 @@ def start_phone(book: Agents, username: str, scenario: Path) -> AgentPhone:
     book.phones.append(phone)
     assert register_agent(book.target, phone, work_dir=book.work) == 0, f"{username} did not register"
     return phone
-
-
-def final_packet_stats(rtpengine_log: Path, call_id: str) -> dict[str, int]:
-    """Packets rtpengine received per participant tag, from its final stats of the call."""
-    stats: dict[str, int] = {}
-    tag = ""
-    for line in rtpengine_log.read_text(errors="replace").splitlines():
-        if f"[{call_id}" not in line:
-            continue
-        found = re.search(r"--- Tag '([^']+)'", line)
-        if found:
-            tag = found.group(1)
-        packets = re.search(r"Port .*?, (\d+) p,", line)
-        if packets and tag and "(RTCP)" not in line:
-            stats[tag] = stats.get(tag, 0) + int(packets.group(1))
-    return stats
 
 
 def wait_no_media_session(config: StackConfig, timeout_s: float = 5.0) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -19,7 +18,7 @@ from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import SCENARIOS, caller_pcap, free_udp_port
 from zhida.stack.up import ng_request
 
-from tests.call.conftest import TRUNK_IP, Agents, _dump_logs, start_stack
+from tests.call.conftest import TRUNK_IP, Agents, final_packet_stats, stack_for_test
 
 NUMBER = "4008001234"
 REPAIR_SENTENCE = "我家的空调坏了需要上门维修"
@@ -27,14 +26,7 @@ REPAIR_SENTENCE = "我家的空调坏了需要上门维修"
 
 @pytest.fixture
 def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
-    config = start_stack(tmp_path / "run")
-    try:
-        yield config
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            _dump_logs(config)
-        stack.down(config)
+    yield from stack_for_test(request, tmp_path / "run")
 
 
 @pytest.fixture
@@ -47,22 +39,6 @@ def phones(full_stack: StackConfig, tmp_path: Path) -> Iterator[Agents]:
 @pytest.fixture(scope="module")
 def repair_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize(REPAIR_SENTENCE, tmp_path_factory.mktemp("wav") / "repair.wav")
-
-
-def final_packet_stats(rtpengine_log: Path, call_id: str) -> dict[str, int]:
-    """Packets rtpengine received per participant tag, from its final stats of the call."""
-    stats: dict[str, int] = {}
-    tag = ""
-    for line in rtpengine_log.read_text(errors="replace").splitlines():
-        if f"[{call_id}" not in line:
-            continue
-        found = re.search(r"--- Tag '([^']+)'", line)
-        if found:
-            tag = found.group(1)
-        packets = re.search(r"Port .*?, (\d+) p,", line)
-        if packets and tag and "(RTCP)" not in line:
-            stats[tag] = stats.get(tag, 0) + int(packets.group(1))
-    return stats
 
 
 def rtpengine_calls(config: StackConfig) -> list[str]:

@@ -10,27 +10,19 @@ from pathlib import Path
 
 import grpc
 import pytest
-from zhida.stack import up as stack
 from zhida.stack.calls import place_call
 from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.v1 import calls_pb2, calls_pb2_grpc
 
-from tests.call.conftest import TRUNK_IP, Agents, _dump_logs, start_stack
+from tests.call.conftest import TRUNK_IP, Agents, stack_for_test
 
 K = calls_pb2
 
 
 @pytest.fixture
 def crm_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
-    config = start_stack(tmp_path / "run")
-    try:
-        yield config
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            _dump_logs(config)
-        stack.down(config)
+    yield from stack_for_test(request, tmp_path / "run")
 
 
 def tenant_token(config: StackConfig, tenant: str) -> str:

@@ -92,6 +92,7 @@ class CallController:
         self.bus = bus
         self.directory = directory
         self.prompts = prompts
+        self.prompt_lengths_s = {name: duration_s(path) for name, path in prompts.items()}
         self.calls: dict[str, Call] = {}
         self.agents = AgentBook()
         self.ng = NgClient(config.media.interface, config.media.ng_port)
@@ -304,7 +305,7 @@ class CallController:
         except NgError as exc:
             log.error("call %s: prompt %s not played: %s", call.call_id, name, exc)
             return None
-        return duration_s(self.prompts[name])
+        return self.prompt_lengths_s[name]
 
     async def _stop_prompt(self, call: Call) -> None:
         if call.prompt_playing:

@@ -171,16 +171,20 @@ class RecognitionStream:
         self._report_pause()
         self.engine._wake()
 
+    def _paused_and_covered(self) -> bool:
+        """The caller has been silent for pause_ms and the last partial accounts for all they said."""
+        pause_ms, ep = self.config.pause_ms, self.endpointer
+        return bool(pause_ms) and ep.audio_ms - ep.last_voiced_ms >= pause_ms and self._decoded_ms >= ep.last_voiced_ms
+
     def _report_pause(self) -> None:
         """The caller paused and the partial already covers everything they said: send it again now, so the
         client can decide without waiting for the next chunk."""
         cfg, ep = self.config, self.endpointer
-        voiced = ep.last_voiced_ms
-        if not (cfg.pause_ms and cfg.interim_results and ep.in_speech and self._partial_text) or self.end_reason:
+        if not (cfg.interim_results and ep.in_speech and self._partial_text) or self.end_reason:
             return
-        if voiced == self._pause_reported_for or ep.audio_ms - voiced < cfg.pause_ms or self._decoded_ms < voiced:
+        if ep.last_voiced_ms == self._pause_reported_for or not self._paused_and_covered():
             return
-        self._pause_reported_for = voiced
+        voiced = self._pause_reported_for = ep.last_voiced_ms
         self._results.put_nowait(Result(ResultKind.PARTIAL, self._partial_text, self._partial_confidence, "",
                                         self._decoded_ms, voiced, ep.audio_ms))
 
@@ -250,8 +254,7 @@ class RecognitionStream:
             self.first_partial_at = time.monotonic()
         self._partial_text, self._partial_confidence, self._decoded_ms = text, confidence, audio_ms
         ep = self.endpointer
-        if self.config.pause_ms and ep.audio_ms - ep.last_voiced_ms >= self.config.pause_ms \
-                and audio_ms >= ep.last_voiced_ms:
+        if self._paused_and_covered():
             self._pause_reported_for = ep.last_voiced_ms  # this partial is the pause report
         self._results.put_nowait(Result(kind, text, confidence, "", audio_ms, ep.last_voiced_ms, ep.audio_ms))
 
