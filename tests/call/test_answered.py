@@ -158,6 +158,17 @@ def pstn_call(config: StackConfig, work: Path, media: PstnMedia, *, hangup_after
     return done.returncode, found.group(1) if found else "", trace
 
 
+def answered_call(config: StackConfig, work: Path, speech: list[bytes], *,
+                  hangup_after_ms: int) -> tuple[int, str, str, PstnMedia]:
+    """`pstn_call` with a PSTN media end saying `speech`; the media end is stopped and returned for inspection."""
+    media = PstnMedia(PSTN_IP, speech)
+    try:
+        rc, call_id, trace = pstn_call(config, work, media, hangup_after_ms=hangup_after_ms)
+    finally:
+        media.stop()
+    return rc, call_id, trace, media
+
+
 def start_phone(book: Agents, username: str, scenario: Path) -> AgentPhone:
     """An agent's phone running one of the answered-mode scenarios (the stock ones come from `Agents.start`)."""
     port = free_udp_port(AGENT_IP)
@@ -218,11 +229,7 @@ def test_pstn_caller_is_answered_recognised_and_bridged_then_hangs_up(
 ) -> None:
     repair = phones.start("1001")
     operator = phones.start("1091")
-    media = PstnMedia(PSTN_IP, repair_frames)
-    try:
-        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=16000)
-    finally:
-        media.stop()
+    rc, call_id, trace, media = answered_call(answered_stack, tmp_path, repair_frames, hangup_after_ms=16000)
     assert rc == 0, trace[-3000:]
     assert "SIP/2.0 200 OK" in trace and "SIP/2.0 183" not in trace
     answer = trace.replace("\r\n", "\n")
@@ -253,11 +260,7 @@ def test_agent_hangs_up_and_the_pstn_caller_gets_bye(
     scenario.write_text((SCENARIOS / "pstn_agent_hangs_up.xml").read_text().replace("@TALK_MS@", "3000"))
     repair = start_phone(phones, "1001", scenario)
     operator = start_phone(phones, "1091", scenario)
-    media = PstnMedia(PSTN_IP, repair_frames)
-    try:
-        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=45000)
-    finally:
-        media.stop()
+    rc, call_id, trace, media = answered_call(answered_stack, tmp_path, repair_frames, hangup_after_ms=45000)
     assert rc == 0, trace[-3000:]
     assert re.search(r"^BYE sip:", trace, re.MULTILINE), "the caller got no BYE"
     record = wait_for_record(answered_stack, call_id, timeout_s=10)
@@ -280,11 +283,7 @@ def test_agents_that_never_answer_are_skipped_then_the_overflow_group_answers(
     # Registered in this order so that the longest-idle agent of each group is one that never answers.
     silent = [phones.start(name, behaviour="no_answer") for name in ("1001", "1002", "1091")]
     answering = phones.start("1092")
-    media = PstnMedia(PSTN_IP, repair_frames)
-    try:
-        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=28000)
-    finally:
-        media.stop()
+    rc, call_id, trace, media = answered_call(answered_stack, tmp_path, repair_frames, hangup_after_ms=28000)
     assert rc == 0, trace[-3000:]
     record = wait_for_record(answered_stack, call_id, timeout_s=10)
     agent_call = call_id + "-agent"
@@ -304,11 +303,7 @@ def test_when_no_agent_takes_the_call_the_caller_hears_so_before_the_platform_ha
     phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     silent = [phones.start(name, behaviour="no_answer") for name in ("1001", "1091")]
-    media = PstnMedia(PSTN_IP, repair_frames)
-    try:
-        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=45000)
-    finally:
-        media.stop()
+    rc, call_id, trace, media = answered_call(answered_stack, tmp_path, repair_frames, hangup_after_ms=45000)
     assert rc == 0, trace[-3000:]
     assert re.search(r"^BYE sip:", trace, re.MULTILINE), "the platform did not hang up"
     record = wait_for_record(answered_stack, call_id, timeout_s=10)
@@ -329,11 +324,7 @@ def test_pstn_caller_hangs_up_during_the_prompt(
 ) -> None:
     repair = phones.start("1001")
     operator = phones.start("1091")
-    media = PstnMedia(PSTN_IP, repair_frames)
-    try:
-        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=800)
-    finally:
-        media.stop()
+    rc, call_id, trace, media = answered_call(answered_stack, tmp_path, repair_frames, hangup_after_ms=800)
     assert rc == 0, trace[-3000:]
     assert media.prompt_packets() > 0, "the prompt never started"
     record = wait_for_record(answered_stack, call_id, timeout_s=10)
@@ -368,9 +359,13 @@ def test_a_hung_controller_does_not_lose_an_answered_mode_call(
     kamailio_log = (answered_stack.log_dir / "kamailio.log").read_text(errors="replace")
     assert f"B2BUA gave no answer for {call_id} (408)" in kamailio_log
     assert left == []
-    # Resumed, the controller finds the stale INVITE already cancelled and leaves the media alone.
-    record = wait_for_record(answered_stack, call_id, timeout_s=10)
-    assert record.get("outcome") == "abandoned", record
+    # Resumed, the controller refuses the stale INVITE instead of answering the caller a second time.
+    log = answered_stack.log_dir / "controller.log"
+    deadline = time.monotonic() + 10
+    while "past the B2BUA's answer timeout: refused" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"{call_id}: INVITE relayed" in log.read_text()
+    assert f"call {call_id}: held" not in log.read_text(), "the stale INVITE was taken as a new call"
 
 
 def test_agent_hold_and_resume_reach_rtpengine_not_the_pstn_caller(
@@ -379,11 +374,7 @@ def test_agent_hold_and_resume_reach_rtpengine_not_the_pstn_caller(
     scenario = tmp_path / "agent_holds.xml"
     scenario.write_text((SCENARIOS / "pstn_agent_holds.xml").read_text().replace("@TALK_MS@", "2000"))
     agents = [start_phone(phones, name, scenario) for name in ("1001", "1091")]
-    media = PstnMedia(PSTN_IP, repair_frames)
-    try:
-        rc, call_id, trace = pstn_call(answered_stack, tmp_path, media, hangup_after_ms=50000)
-    finally:
-        media.stop()
+    rc, call_id, trace, media = answered_call(answered_stack, tmp_path, repair_frames, hangup_after_ms=50000)
     assert rc == 0, trace[-3000:]
     agent_call = call_id + "-agent"
     agent_log = "".join(phone.log_file.read_text(errors="replace") for phone in agents if phone.log_file.exists())

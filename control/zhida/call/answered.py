@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from zhida.b2bua import CallFailed, IncomingCall, OutgoingCall, SipStack
 from zhida.b2bua import sdp as sdp_util
+from zhida.b2bua.legs import LegError
 from zhida.call.controller import Call, _ms
 from zhida.call.states import CallEvent, CallStateMachine
 from zhida.events import CallEventKind, CallOutcome
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TENANT_HEADER = "X-Zhida-Tenant"  # added by Kamailio's route[TO_B2BUA]
+RELAYED_AT_HEADER = "X-Zhida-Relayed-At"  # Kamailio's clock (s.us) when it first relayed the INVITE
 AGENT_HEADER = "X-Zhida-Agent"  # one per agent AOR, read by route[FROM_B2BUA]
 AGENT_LEG_SUFFIX = "-agent"
 # Kamailio events about the agent leg that the early-mode handler already treats right for this call too.
@@ -128,6 +130,16 @@ class AnsweredMode:
         if not caller.remote_sdp:
             await caller.reject(488, "Not Acceptable Here")  # no offer: nothing to anchor the media with
             return
+        relayed_at = caller.header(RELAYED_AT_HEADER)
+        limit_s = self.config.controller.b2bua_answer_timeout_ms / 1000.0
+        with contextlib.suppress(ValueError):
+            if relayed_at and time.time() - float(relayed_at) > limit_s:
+                # Kamailio has given this call to the fallback group: answering it too would make a second dialog
+                log.warning("%s: INVITE relayed %.1f s ago, past the B2BUA's answer timeout: refused",
+                            caller.call_id, time.time() - float(relayed_at))
+                with contextlib.suppress(LegError):  # Kamailio's CANCEL may have ended it already
+                    await caller.reject(480, "Temporarily Unavailable")
+                return
         call = Call(call_id=caller.call_id, tenant=tenant, from_tag=caller.from_tag, tindex=0, tlabel=0,
                     caller=caller.caller or "", called=caller.called or "", caller_sdp=caller.remote_sdp,
                     mode="answered", held_at=time.time(), machine=CallStateMachine(caller.call_id),

@@ -52,6 +52,9 @@ class ControllerConfig:
     # Answered mode (PSTN trunks): the B2BUA's SIP port (UDP, on rtp_address); Kamailio relays those trunks' calls
     # there and trusts INVITEs from exactly this address and port.
     b2bua_port: int = 5070
+    # Kamailio's B2BUA_ANSWER_TIMEOUT: an INVITE older than this has gone to the fallback group already, and the
+    # B2BUA refuses it (a controller resuming after a stall must not answer it too).
+    b2bua_answer_timeout_ms: int = 5000
     metrics_port: int = 9461
     # Where /metrics listens; a machine room's monitoring node needs the node's private address here.
     metrics_address: str = "127.0.0.1"

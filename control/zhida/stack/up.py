@@ -41,6 +41,7 @@ def render_kamailio_local(config: StackConfig) -> str:
         f"#!define AGENT_RING_TIMEOUT {sip.agent_ring_timeout_ms}",
         f"#!define SIP_WORKERS {sip.workers}",
         f'#!define B2BUA_ADDRESS "sip:{config.controller.rtp_address}:{config.controller.b2bua_port}"',
+        f"#!define B2BUA_ANSWER_TIMEOUT {config.controller.b2bua_answer_timeout_ms}",
         *_agent_network_lines(config),
         "",
     ])
