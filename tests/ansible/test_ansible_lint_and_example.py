@@ -113,6 +113,8 @@ def test_example_machine_room_renders_and_passes_every_check(example_rendered: P
     assert '#!define RTPENGINE_SOCKET "udp:10.20.2.21:2223=2 udp:10.20.2.22:2223=1"' in local
     assert "#!define LISTEN_SIP udp:10.20.1.12:5060 advertise 198.51.100.12:5060" in local
     assert '#!substdef "!RTP_AGENT_DIRECTION!direction=pub direction=priv!g"' in local
+    # The controller refuses INVITEs older than its own limit: Kamailio's must be the same value.
+    assert "#!define B2BUA_ANSWER_TIMEOUT 4000" in local.splitlines()
     media = (example_rendered / "media-2/etc/rtpengine/rtpengine.conf").read_text()
     assert "interface = priv/10.20.2.22;pub/10.20.2.22!198.51.100.22" in media.splitlines()
     for host in EXAMPLE_HOSTS:
@@ -132,6 +134,7 @@ def test_example_zhida_configuration_loads_on_every_node(example_rendered: Path)
             assert config.recognizer.listen == "ipv4:10.20.3.31:50051,10.20.3.32:50051,10.20.3.33:50051"
             assert config.media.interface == "10.20.2.21"
             assert (config.media.trunk_interface, config.media.agent_interface) == ("pub", "priv")
+            assert config.controller.b2bua_answer_timeout_ms == 4000
     units = sorted(path.name for path in (example_rendered / "speech-1/etc/systemd/system").glob("*.service"))
     assert units == ["zhida-recognizer.service", "zhida-routing.service"]
     assert [path.name for path in (example_rendered / "sip-edge-1/etc/systemd/system").glob("*.service")] == [
