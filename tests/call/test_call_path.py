@@ -59,11 +59,13 @@ def test_a_demo_call_reaches_the_right_agent_and_media_flows_both_ways(
     senders = [tag for tag, packets in stats.items() if packets > 0]
     assert len(senders) >= 2, f"RTP did not flow both ways: {stats}"
     assert rtpengine_calls(full_stack) == []
-    if line["group"] != "repair":
-        # The call path held up (the fallback group answered); recognition is the test model's job.
-        pytest.xfail(f"the committed test model did not recognise the sentence: {line['transcript']!r}")
+    assert line["group"] == "repair", line
     assert line["call_id"] in repair.received_calls()
     assert line["end_of_speech_to_invite_ms"] is not None
+    # Decided on a partial (not after the endpointer's silence); the model may not have emitted the last words
+    # yet, but what the rules saw was heard right.
+    assert line["decision_basis"] == "partial", line
+    assert line["transcript"] and REPAIR_SENTENCE.startswith(line["transcript"]), line
 
 
 def _cancelling_call(config: StackConfig, wav: Path, work: Path, cancel_after_ms: int) -> tuple[int, str]:
