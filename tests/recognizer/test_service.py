@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
@@ -267,3 +268,38 @@ async def test_health_and_reflection(service) -> None:
         for s in reply.list_services_response.service
     ]
     assert SERVICE_NAME in names
+
+
+async def _pause_reports(stub, sentences: list[str], pause_ms: int) -> dict[str, tuple[str, str]]:
+    """Per sentence: the first pause report's text and the final's."""
+    out = {}
+    for text in sentences:
+        packets = mulaw_packets(telephone_speech(text))
+        responses = await collect(stub, config(end_silence_ms=900, endpointer_pause_ms=pause_ms), packets,
+                                  pace_s=0.01)
+        final = check_shape(responses)
+        paused = [r for r in responses if not r.is_final and r.transcript
+                  and r.last_voiced_ms == final.last_voiced_ms and r.heard_ms - r.last_voiced_ms >= pause_ms
+                  and r.audio_offset_ms >= r.last_voiced_ms]
+        out[text] = (paused[0].transcript if paused else "", final.transcript)
+    return out
+
+
+@needs_tts
+async def test_the_pause_report_looks_ahead_for_words_not_yet_emitted(service) -> None:
+    """The model emits a sentence's last words a chunk or more after their audio; at the pause the look-ahead
+    (decoding the pause's line noise on a copy of the stream) gets them out, so the report is the whole
+    sentence, not the part already emitted."""
+    stub, _, rec = service
+    sentences = demo_sentences()[::4]
+    with_lookahead = await _pause_reports(stub, sentences, pause_ms=120)
+    saved = rec.config
+    rec.config = dataclasses.replace(saved, pause_lookahead_ms=0)
+    try:
+        without = await _pause_reports(stub, sentences, pause_ms=120)
+    finally:
+        rec.config = saved
+    complete = [t for t, (report, final) in with_lookahead.items() if report and report == final]
+    complete_without = [t for t, (report, final) in without.items() if report and report == final]
+    assert len(complete) >= len(sentences) * 3 // 4, with_lookahead
+    assert len(complete) > len(complete_without), (with_lookahead, without)

@@ -8,6 +8,7 @@ of the call (see the tensor contract in backend.py).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,17 @@ class StreamDecoder:
             self._max_cache = config.chunk_size * config.left_chunks
         else:
             self._max_cache = self.spec.max_positions
+
+    def lookahead_copy(self) -> StreamDecoder:
+        """A throwaway copy that shares nothing it would change: for decoding audio that may never come (the
+        silence a pause would continue with). Caches and feature buffers are replaced, not written in place, so
+        they are shared until the copy replaces its own."""
+        clone = copy.copy(self)
+        clone._fbank = copy.deepcopy(self._fbank)
+        clone._encoder_out = list(self._encoder_out)
+        memo = {} if self.search.context is None else {id(self.search.context): self.search.context}
+        clone.search = copy.deepcopy(self.search, memo)
+        return clone
 
     # -- features -----------------------------------------------------------------------------------------
 

@@ -94,6 +94,25 @@ class EngineConfig:
     batch_interval_ms: float = 5.0
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     endpointer: EndpointerConfig = field(default_factory=EndpointerConfig)
+    # When a stream asks for pause reports: the report decodes what was heard followed by this much more of the
+    # pause's own line noise, on a copy of the stream's decoder. A streaming model emits a word one or more
+    # chunks after its audio; the look-ahead gets those words out at the pause instead of after the next
+    # chunks (0: report the last partial as it is).
+    pause_lookahead_ms: int = 480
+
+
+# The line noise tiled into a pause look-ahead: the last 100 ms heard (or the pause, if shorter).
+LOOKAHEAD_NOISE_SAMPLES = 1600
+
+
+@dataclass
+class Lookahead:
+    """A pause look-ahead to run: the audio the decoder has not had yet, then the padding."""
+
+    stream: RecognitionStream
+    audio: np.ndarray
+    heard_ms: int
+    last_voiced_ms: int
 
 
 class RecognitionStream:
@@ -117,6 +136,8 @@ class RecognitionStream:
         self._partial_confidence = 0.0
         self._decoded_ms = 0  # stream time up to which the last partial accounts for the audio
         self._pause_reported_for = -1  # last_voiced_ms of the pause already reported
+        self._recent = np.zeros(0, dtype=np.float32)  # the last LOOKAHEAD_NOISE_SAMPLES heard (16 kHz)
+        self.lookahead_due = False
         self.end_reason = ""
         self.end_at_ms = 0
         self.closed = False
@@ -154,6 +175,8 @@ class RecognitionStream:
         if audio.size:
             self._pending.append(audio)
             self._pending_samples += audio.size
+            if self.config.pause_ms:
+                self._recent = np.concatenate([self._recent, audio])[-LOOKAHEAD_NOISE_SAMPLES:]
         for ev in self.endpointer.accept(audio):
             if ev.event is Event.SPEECH_STARTED:
                 self._results.put_nowait(
@@ -176,17 +199,49 @@ class RecognitionStream:
         pause_ms, ep = self.config.pause_ms, self.endpointer
         return bool(pause_ms) and ep.audio_ms - ep.last_voiced_ms >= pause_ms and self._decoded_ms >= ep.last_voiced_ms
 
+    @property
+    def _looks_ahead(self) -> bool:
+        return self.engine.config.pause_lookahead_ms > 0
+
     def _report_pause(self) -> None:
-        """The caller paused and the partial already covers everything they said: send it again now, so the
-        client can decide without waiting for the next chunk."""
+        """The caller paused: send a partial that accounts for everything they said now, so the client can
+        decide without waiting for the next chunk. With the look-ahead the worker decodes it (`take_lookahead`);
+        without, the last partial is sent again once it covers the last voiced frame."""
         cfg, ep = self.config, self.endpointer
-        if not (cfg.interim_results and ep.in_speech and self._partial_text) or self.end_reason:
+        if not (cfg.interim_results and ep.in_speech) or self.end_reason:
             return
-        if ep.last_voiced_ms == self._pause_reported_for or not self._paused_and_covered():
+        if ep.last_voiced_ms == self._pause_reported_for:
+            return
+        if self._looks_ahead:
+            if cfg.pause_ms and ep.audio_ms - ep.last_voiced_ms >= cfg.pause_ms:
+                self._pause_reported_for = ep.last_voiced_ms
+                self.lookahead_due = True
+            return
+        if not self._partial_text or not self._paused_and_covered():
             return
         voiced = self._pause_reported_for = ep.last_voiced_ms
         self._results.put_nowait(Result(ResultKind.PARTIAL, self._partial_text, self._partial_confidence, "",
                                         self._decoded_ms, voiced, ep.audio_ms))
+
+    def take_lookahead(self) -> Lookahead:
+        """What the look-ahead decodes: the audio not yet handed to the decoder, then the pause's line noise
+        tiled to `pause_lookahead_ms`. Call before `take_audio` in the same round."""
+        self.lookahead_due = False
+        pause_samples = max(1, self.config.pause_ms * 16)
+        noise = self._recent[-pause_samples:]
+        padding_samples = self.engine.config.pause_lookahead_ms * 16
+        padding = np.resize(noise, padding_samples) if noise.size else np.zeros(padding_samples, np.float32)
+        audio = np.concatenate([*self._pending, padding]).astype(np.float32)
+        ep = self.endpointer
+        return Lookahead(self, audio, ep.audio_ms, ep.last_voiced_ms)
+
+    def _deliver_lookahead(self, look: Lookahead, text: str, confidence: float) -> None:
+        ep = self.endpointer
+        if self.closed or self.final_sent or self.end_reason or ep.last_voiced_ms != look.last_voiced_ms:
+            return  # the utterance ended, or the caller went on: the look-ahead guessed a silence that did not come
+        self._results.put_nowait(
+            Result(ResultKind.PARTIAL, text, confidence, "", look.heard_ms, look.last_voiced_ms, ep.audio_ms)
+        )
 
     def _keep_preroll(self) -> None:
         while self._pending and self._pending_samples - self._pending[0].size >= PREROLL_SAMPLES:
@@ -254,7 +309,7 @@ class RecognitionStream:
             self.first_partial_at = time.monotonic()
         self._partial_text, self._partial_confidence, self._decoded_ms = text, confidence, audio_ms
         ep = self.endpointer
-        if self._paused_and_covered():
+        if not self._looks_ahead and self._paused_and_covered():
             self._pause_reported_for = ep.last_voiced_ms  # this partial is the pause report
         self._results.put_nowait(Result(kind, text, confidence, "", audio_ms, ep.last_voiced_ms, ep.audio_ms))
 
@@ -372,24 +427,43 @@ class Recognizer:
             self._wakeup.clear()
             # Let other streams' packets of the same instant arrive, so they share the backend call.
             await asyncio.sleep(interval)
-            work = [(s, s.take_audio(), bool(s.end_reason)) for s in list(self._streams) if s.has_work]
-            if not work:
+            streams = list(self._streams)
+            lookaheads = [s.take_lookahead() for s in streams if s.lookahead_due and not s.end_reason]
+            work = [(s, s.take_audio(), bool(s.end_reason)) for s in streams if s.has_work]
+            if not work and not lookaheads:
                 continue
             started = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._round, work)
+                outputs, looked = await loop.run_in_executor(self._executor, self._round, work, lookaheads)
             except Exception:
                 log.exception("recognition round failed; ending its streams")
-                outputs = [(s, ResultKind.FINAL, "", 0.0, 0) for s, _, _ in work]
+                outputs, looked = [(s, ResultKind.FINAL, "", 0.0, 0) for s, _, _ in work], []
             self.stats["rounds"] += 1
             self.stats["busy_s"] += time.perf_counter() - started
+            for look, text, conf in looked:
+                look.stream._deliver_lookahead(look, text, conf)
             for stream, kind, text, conf, audio_ms in outputs:
                 stream._deliver(kind, text, conf, audio_ms)
             if any(s.has_work for s in self._streams):
                 self._wakeup.set()
 
-    def _round(self, work: list[tuple[RecognitionStream, np.ndarray | None, bool]]):
+    def _round(self, work: list[tuple[RecognitionStream, np.ndarray | None, bool]], lookaheads: list[Lookahead]):
         """Worker thread: features, batched encoder, search; returns the results to deliver."""
+        # Copies first: the look-ahead audio starts where the decoder stands before this round's audio.
+        copies = []
+        for look in lookaheads:
+            if look.stream.decoder.finished:
+                continue
+            clone = look.stream.decoder.lookahead_copy()
+            clone.accept_samples(look.audio)
+            clone.finishing = True
+            copies.append((look, clone))
+        looked = []
+        if copies:
+            self.stats["backend_calls"] += run_round(self.backend, [c for _, c in copies], self.config.max_batch)
+            for look, clone in copies:
+                r = clone.partial()  # CTC only: rescoring each pause would cost a production decoder ~1 s CPU
+                looked.append((look, r.text, r.confidence))
         decoders = []
         for stream, audio, finishing in work:
             d = stream.decoder
@@ -409,4 +483,4 @@ class Recognizer:
             if finishing and not d.finished:
                 r = d.final()
                 outputs.append((stream, ResultKind.FINAL, r.text, r.confidence, r.audio_ms))
-        return outputs
+        return outputs, looked
