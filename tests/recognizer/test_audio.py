@@ -53,6 +53,17 @@ def test_streaming_resampler_matches_whole_signal() -> None:
     whole = resample(signal, 8000, 16000)
     assert abs(streamed.size - whole.size) <= 2
     n = min(streamed.size, whole.size)
-    # Same filter, same output, except the few samples around the very end.
-    assert np.abs(streamed[: n - 64] - whole[: n - 64]).max() < 2.0
+    # The streaming (variable-rate) filter is not bit-equal to the whole-signal one, but close and aligned.
+    rms = np.sqrt(np.mean((streamed[: n - 64] - whole[: n - 64]) ** 2)) / np.sqrt(np.mean(whole**2))
+    assert rms < 0.03
     assert StreamResampler(16000).process(signal).tolist() == signal.astype(np.float32).tolist()
+
+
+def test_streaming_resampler_keeps_up_packet_by_packet() -> None:
+    """The output trails the input by at most 30 ms, packet after packet: end-of-speech and pause detection see
+    the line then, not in ~100 ms blocks (soxr's fixed-rate stream: up to 96 ms behind)."""
+    stream = StreamResampler(8000)
+    out = 0
+    for k in range(1, 21):
+        out += stream.process(np.full(160, 1000, dtype=np.int16)).size
+        assert out >= k * 320 - 480, (k, out)
