@@ -445,6 +445,8 @@ class CallController:
             "basis": result.basis,
         }
         eos_to_decision = _ms(call.decided_at - call.end_of_speech_at) if call.end_of_speech_at else None
+        if eos_to_decision is not None:
+            call.timings["end_of_speech_to_decision_ms"] = eos_to_decision
         self._publish(call, CallEventKind.DECISION, **call.decision, agents=agents, words=call.words,
                       end_of_speech_to_decision_ms=eos_to_decision)
         async with call.lock:

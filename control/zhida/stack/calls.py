@@ -39,6 +39,7 @@ def place_call(config: StackConfig, *, number: str, wav: Path, trunk: str = "127
         "decision_basis": (record.get("decision") or {}).get("basis", ""),
         "confidence": (record.get("decision") or {}).get("confidence"),
         "end_of_speech_to_invite_ms": record.get("end_of_speech_to_invite_ms"),
+        "end_of_speech_to_decision_ms": (record.get("timings") or {}).get("end_of_speech_to_decision_ms"),
         "outcome": record.get("outcome", ""),
         "sipp_rc": result.returncode,
         **({"sipp_error": result.stderr[-400:]} if result.returncode else {}),
