@@ -128,9 +128,9 @@ async def test_a_pause_sends_the_covering_partial_at_once(service) -> None:
         assert paused, f"no partial reported the pause: {[(r.audio_offset_ms, r.heard_ms) for r in partials]}"
         first = paused[0]
         assert first.last_voiced_ms == final.last_voiced_ms, "the pause came before the caller finished"
-        # It goes out with the audio that completes the pause (give or take the resampler's output blocks);
-        # without it, with the next chunk's partial, up to 320 ms later.
-        assert first.heard_ms - first.last_voiced_ms <= pause_ms + 100, (first.heard_ms, first.last_voiced_ms)
+        # It goes out with the audio that completes the pause, give or take the worker finishing the round it is
+        # in (a loaded box); without it, with the next chunk's partial, up to 320 ms plus the look-ahead later.
+        assert first.heard_ms - first.last_voiced_ms <= pause_ms + 200, (first.heard_ms, first.last_voiced_ms)
 
 
 @needs_tts
