@@ -61,7 +61,7 @@ def test_streaming_resampler_matches_whole_signal() -> None:
 
 def test_streaming_resampler_keeps_up_packet_by_packet() -> None:
     """The output trails the input by at most 30 ms, packet after packet: end-of-speech and pause detection see
-    the line then, not in ~100 ms blocks (soxr's fixed-rate stream: up to 96 ms behind)."""
+    the line then, not in ~100 ms blocks (soxr's fixed-rate stream: up to ~115 ms behind)."""
     stream = StreamResampler(8000)
     out = 0
     for k in range(1, 21):

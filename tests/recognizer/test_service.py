@@ -88,6 +88,12 @@ def check_shape(responses: list[pb.StreamingRecognizeResponse]) -> pb.StreamingR
     return finals[0]
 
 
+def pause_reports(responses: list[pb.StreamingRecognizeResponse], pause_ms: int):
+    """Interim results sent after a pause of pause_ms that account for all the speech before it."""
+    return [r for r in responses if not r.is_final and r.transcript
+            and r.heard_ms - r.last_voiced_ms >= pause_ms and r.audio_offset_ms >= r.last_voiced_ms]
+
+
 @needs_tts
 async def test_demo_sentences_mulaw_8k_paced_like_rtp(service) -> None:
     stub, _, _ = service
@@ -123,8 +129,7 @@ async def test_a_pause_sends_the_covering_partial_at_once(service) -> None:
         final = check_shape(responses)
         partials = [r for r in responses if not r.is_final and r.transcript]
         assert all(r.audio_offset_ms <= r.heard_ms for r in partials)
-        paused = [r for r in partials
-                  if r.heard_ms - r.last_voiced_ms >= pause_ms and r.audio_offset_ms >= r.last_voiced_ms]
+        paused = pause_reports(responses, pause_ms)
         assert paused, f"no partial reported the pause: {[(r.audio_offset_ms, r.heard_ms) for r in partials]}"
         first = paused[0]
         assert first.last_voiced_ms == final.last_voiced_ms, "the pause came before the caller finished"
@@ -278,9 +283,7 @@ async def _pause_reports(stub, sentences: list[str], pause_ms: int) -> dict[str,
         responses = await collect(stub, config(end_silence_ms=900, endpointer_pause_ms=pause_ms), packets,
                                   pace_s=0.01)
         final = check_shape(responses)
-        paused = [r for r in responses if not r.is_final and r.transcript
-                  and r.last_voiced_ms == final.last_voiced_ms and r.heard_ms - r.last_voiced_ms >= pause_ms
-                  and r.audio_offset_ms >= r.last_voiced_ms]
+        paused = [r for r in pause_reports(responses, pause_ms) if r.last_voiced_ms == final.last_voiced_ms]
         out[text] = (paused[0].transcript if paused else "", final.transcript)
     return out
 

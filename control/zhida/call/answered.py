@@ -130,16 +130,14 @@ class AnsweredMode:
         if not caller.remote_sdp:
             await caller.reject(488, "Not Acceptable Here")  # no offer: nothing to anchor the media with
             return
-        relayed_at = caller.header(RELAYED_AT_HEADER)
-        limit_s = self.config.controller.b2bua_answer_timeout_ms / 1000.0
-        with contextlib.suppress(ValueError):
-            if relayed_at and time.time() - float(relayed_at) > limit_s:
-                # Kamailio has given this call to the fallback group: answering it too would make a second dialog
-                log.warning("%s: INVITE relayed %.1f s ago, past the B2BUA's answer timeout: refused",
-                            caller.call_id, time.time() - float(relayed_at))
-                with contextlib.suppress(LegError):  # Kamailio's CANCEL may have ended it already
-                    await caller.reject(480, "Temporarily Unavailable")
-                return
+        age_s = _relayed_age_s(caller.header(RELAYED_AT_HEADER))
+        if age_s is not None and age_s > self.config.controller.b2bua_answer_timeout_ms / 1000.0:
+            # Kamailio has given this call to the fallback group: answering it too would make a second dialog
+            log.warning("%s: INVITE relayed %.1f s ago, past the B2BUA's answer timeout: refused",
+                        caller.call_id, age_s)
+            with contextlib.suppress(LegError):  # Kamailio's CANCEL may have ended it already
+                await caller.reject(480, "Temporarily Unavailable")
+            return
         call = Call(call_id=caller.call_id, tenant=tenant, from_tag=caller.from_tag, tindex=0, tlabel=0,
                     caller=caller.caller or "", called=caller.called or "", caller_sdp=caller.remote_sdp,
                     mode="answered", held_at=time.time(), machine=CallStateMachine(caller.call_id),
@@ -298,3 +296,11 @@ class AnsweredMode:
         await self.controller._end(call, outcome, reason)
         self.calls.pop(call.call_id, None)
         self.calls.pop(session.agent_call_id, None)
+
+
+def _relayed_age_s(relayed_at: str | None) -> float | None:
+    """Seconds since Kamailio relayed the INVITE (its X-Zhida-Relayed-At, s.us); None when absent or garbled."""
+    try:
+        return time.time() - float(relayed_at) if relayed_at else None
+    except ValueError:
+        return None

@@ -175,7 +175,7 @@ class RecognitionStream:
         if audio.size:
             self._pending.append(audio)
             self._pending_samples += audio.size
-            if self.config.pause_ms:
+            if self.config.pause_ms and self._looks_ahead:
                 self._recent = np.concatenate([self._recent, audio])[-LOOKAHEAD_NOISE_SAMPLES:]
         for ev in self.endpointer.accept(audio):
             if ev.event is Event.SPEECH_STARTED:
@@ -194,10 +194,14 @@ class RecognitionStream:
         self._report_pause()
         self.engine._wake()
 
-    def _paused_and_covered(self) -> bool:
-        """The caller has been silent for pause_ms and the last partial accounts for all they said."""
+    def _paused(self) -> bool:
+        """The caller has been silent for pause_ms (when the client asked for pause reports)."""
         pause_ms, ep = self.config.pause_ms, self.endpointer
-        return bool(pause_ms) and ep.audio_ms - ep.last_voiced_ms >= pause_ms and self._decoded_ms >= ep.last_voiced_ms
+        return bool(pause_ms) and ep.audio_ms - ep.last_voiced_ms >= pause_ms
+
+    def _paused_and_covered(self) -> bool:
+        """Paused, and the last partial accounts for all the caller said."""
+        return self._paused() and self._decoded_ms >= self.endpointer.last_voiced_ms
 
     @property
     def _looks_ahead(self) -> bool:
@@ -213,7 +217,7 @@ class RecognitionStream:
         if ep.last_voiced_ms == self._pause_reported_for:
             return
         if self._looks_ahead:
-            if cfg.pause_ms and ep.audio_ms - ep.last_voiced_ms >= cfg.pause_ms:
+            if self._paused():
                 self._pause_reported_for = ep.last_voiced_ms
                 self.lookahead_due = True
             return
@@ -458,12 +462,6 @@ class Recognizer:
             clone.accept_samples(look.audio)
             clone.finishing = True
             copies.append((look, clone))
-        looked = []
-        if copies:
-            self.stats["backend_calls"] += run_round(self.backend, [c for _, c in copies], self.config.max_batch)
-            for look, clone in copies:
-                r = clone.partial()  # CTC only: rescoring each pause would cost a production decoder ~1 s CPU
-                looked.append((look, r.text, r.confidence))
         decoders = []
         for stream, audio, finishing in work:
             d = stream.decoder
@@ -472,7 +470,13 @@ class Recognizer:
             d.finishing = finishing
             decoders.append(d)
         before = {id(d): d.offset for d in decoders}
-        self.stats["backend_calls"] += run_round(self.backend, decoders, self.config.max_batch)
+        # Look-ahead copies share the backend calls of the streams' own chunks.
+        decoding = decoders + [clone for _, clone in copies]
+        self.stats["backend_calls"] += run_round(self.backend, decoding, self.config.max_batch)
+        looked = []
+        for look, clone in copies:
+            r = clone.partial()  # CTC only: rescoring each pause would cost a production decoder ~1 s CPU
+            looked.append((look, r.text, r.confidence))
         outputs = []
         for stream, _, _ in work:
             stream.samples_needed = stream.decoder.samples_needed()

@@ -1,6 +1,7 @@
 """Measure the recogniser the way the call path uses it: CER, real-time factor, partial and final latency.
 
     python -m zhida.recognizer.evaluate [--model-dir DIR] [--streams N] [--speed-up X] [--variant S,P ...]
+                                        [--linear16-16k]
 
 Each demo sentence is synthesised (espeak-ng through G.711, as in the test model's build), then sent over
 gRPC to an in-process server as 20 ms mu-law packets paced in real time (or `--speed-up` times faster),
@@ -33,6 +34,7 @@ class Utterance:
     text: str
     packets: list[bytes]
     seconds: float
+    linear16_16k: bool = False  # else mu-law at 8 kHz
 
 
 @dataclass
@@ -50,7 +52,7 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def prepare(variants: list[tuple[int, int]], trailing_ms: int) -> list[Utterance]:
+def prepare(variants: list[tuple[int, int]], trailing_ms: int, linear16_16k: bool = False) -> list[Utterance]:
     from zhida.recognizer.testmodel.build import read_sentences, synthesise
 
     demo, _ = read_sentences()
@@ -58,6 +60,12 @@ def prepare(variants: list[tuple[int, int]], trailing_ms: int) -> list[Utterance
     for speed, pitch in variants:
         for i, text in enumerate(demo):
             audio = synthesise(text, speed, pitch, seed=9000 + i)
+            if linear16_16k:
+                pcm16 = np.concatenate([audio, np.zeros(16 * trailing_ms)]).clip(-32768, 32767).astype("<i2")
+                data = pcm16.tobytes()
+                packets = [data[j : j + 640] for j in range(0, len(data), 640)]
+                out.append(Utterance(text, packets, len(pcm16) / 16000, linear16_16k=True))
+                continue
             pcm8 = resample(audio, 16000, 8000)
             pcm8 = np.concatenate([pcm8, np.zeros(8 * trailing_ms)]).clip(-32768, 32767).astype(np.int16)
             data = mulaw_encode(pcm8)
@@ -79,8 +87,8 @@ async def run_one(stub, utt: Utterance, end_silence_ms: int, speed_up: float) ->
     async def requests():
         yield pb.StreamingRecognizeRequest(
             config=pb.RecognitionConfig(
-                encoding=pb.AUDIO_ENCODING_MULAW,
-                sample_rate_hertz=8000,
+                encoding=pb.AUDIO_ENCODING_LINEAR16 if utt.linear16_16k else pb.AUDIO_ENCODING_MULAW,
+                sample_rate_hertz=16000 if utt.linear16_16k else 8000,
                 interim_results=True,
                 endpointer=pb.EndpointerConfig(end_silence_ms=end_silence_ms),
             )
@@ -117,7 +125,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
     from zhida.v1 import recognizer_pb2_grpc as pb_grpc
 
     variants = [tuple(int(x) for x in v.split(",")) for v in args.variant]
-    utts = prepare(variants, trailing_ms=args.end_silence_ms + 700)
+    utts = prepare(variants, trailing_ms=args.end_silence_ms + 700, linear16_16k=args.linear16_16k)
     server, port, rec = await start_server(
         "127.0.0.1:0",
         args.model_dir,
@@ -157,6 +165,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
         "streams": args.streams,
         "speed_up": args.speed_up,
         "variants": args.variant,
+        "input": "LINEAR16 16 kHz" if args.linear16_16k else "mu-law 8 kHz",
         "utterances": len(outcomes),
         "audio_s": round(audio_s, 1),
         "wall_s": round(wall, 1),
@@ -182,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--backend", default="paddle")
     parser.add_argument("--end-silence-ms", type=int, default=500)
+    parser.add_argument(
+        "--linear16-16k", action="store_true", help="send 16-bit PCM at 16 kHz instead of mu-law at 8 kHz"
+    )
     parser.add_argument(
         "--variant", action="append", default=None, help="espeak speed,pitch (repeatable; default 175,50)"
     )

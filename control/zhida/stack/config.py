@@ -65,7 +65,7 @@ class ControllerConfig:
     max_utterance_ms: int = 12000
     # A partial unchanged for this long, with routing confidence at or above the tenant's threshold, decides: for
     # a noisy line where the endpointer keeps hearing "voice" after the words. A streaming model may add nothing
-    # for several chunks while the caller goes on (the test model: up to ~800 ms), so a short window cuts the
+    # for several chunks while the caller goes on (the test model does), so a short window cuts the
     # caller off mid-sentence (at 160 ms the demo's complaint call was routed on "我要投诉" of "我要投诉你们的…").
     stable_partial_ms: int = 1000
     # ... or once the caller has paused this long after speech (then the endpointer's long silence is not waited

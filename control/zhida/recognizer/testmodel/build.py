@@ -28,6 +28,7 @@ import random
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,15 +235,14 @@ def build_vocab(sentences: list[str]) -> list[str]:
     return ["<blank>", "<unk>", *chars, "<eos>"]
 
 
-def make_dataset(seed: int, workers: int) -> tuple[list[str], list[tuple[str, np.ndarray]], list[str]]:
-    demo, extra = read_sentences()
+def sentence_dataset(demo: list[str], extra: list[str], seed: int, workers: int) -> list[tuple[str, np.ndarray]]:
     jobs: list[tuple[str, int, int, int]] = []
     for si, text in enumerate(demo + extra):
         variants = VARIANTS + (DEMO_EXTRA_VARIANTS if si < len(demo) else [])
         for vi, (speed, pitch) in enumerate(variants):
             jobs.append((text, speed, pitch, seed * 100003 + si * 101 + vi))
     log.info("synthesising %d utterances (%d demo + %d extra sentences)", len(jobs), len(demo), len(extra))
-    return demo + extra, synthesise_all(jobs, workers), demo
+    return synthesise_all(jobs, workers)
 
 
 def scrambled_texts(sentences: list[str], count: int, seed: int) -> list[str]:
@@ -289,7 +289,10 @@ def scrambled_dataset(sentences: list[str], count: int, seed: int, workers: int)
     return synthesise_all(jobs, workers)
 
 
-def load_or_build(cache: Path | None, build):
+def load_or_build(
+    cache: Path | None, build: Callable[[], list[tuple[str, np.ndarray]]]
+) -> list[tuple[str, np.ndarray]]:
+    """Synthesised features from the npz cache, or built and cached (synthesis is the slow part of a rerun)."""
     if cache is not None and cache.is_file():
         blob = np.load(cache, allow_pickle=True)
         return list(zip((str(t) for t in blob["texts"]), blob["feats"], strict=True))
@@ -443,16 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(args.seed)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
-    if args.cache is not None and args.cache.is_file():
-        blob = np.load(args.cache, allow_pickle=True)
-        sentences, demo = list(blob["sentences"]), list(blob["demo"])
-        data = list(zip(blob["texts"], blob["feats"], strict=True))
-    else:
-        sentences, data, demo = make_dataset(args.seed, workers=args.threads)
-        if args.cache is not None:
-            feats_arr = np.empty(len(data), dtype=object)
-            feats_arr[:] = [f for _, f in data]
-            np.savez(args.cache, sentences=sentences, demo=demo, texts=[t for t, _ in data], feats=feats_arr)
+    demo, extra = read_sentences()
+    sentences = demo + extra
+    data = load_or_build(args.cache, lambda: sentence_dataset(demo, extra, args.seed, args.threads))
     vocab = build_vocab(sentences)
     if args.scrambled:
         scrambled_cache = None if args.cache is None else args.cache.with_suffix(f".scrambled{args.scrambled}.npz")
