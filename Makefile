@@ -29,8 +29,9 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip "setuptools<70" wheel
-	$(BIN)/pip install -q -e ".[dev]"
+	# setuptools 81 dropped pkg_resources, which lac's setup.py imports (below); grpcio-tools needs >= 77.
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77,<81" wheel
+	$(BIN)/pip install -q -e ".[dev]" "setuptools>=77,<81"
 	# lac's setup.py imports pkg_resources: build it against the venv's setuptools.
 	$(BIN)/pip install -q --no-build-isolation lac==2.1.2
 	touch $@
