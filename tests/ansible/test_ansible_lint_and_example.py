@@ -100,6 +100,8 @@ def example_rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "rtpengine_forwarding": "userspace", "grafana_install": False,
         "zhida_git_repo": "", "zhida_source_dir": str(REPO), "zhida_venv": str(REPO / ".venv"),
         "zhida_pip_bootstrap": [], "zhida_directory_load": False, "zhida_models": [],
+        # users are not managed here, so the service account may not exist on this machine: own as root
+        "zhida_user": "root", "zhida_group": "root",
     }
     run = run_playbook(EXAMPLE_INVENTORY, work, extra)
     assert run.returncode == 0, run.output[-6000:]
