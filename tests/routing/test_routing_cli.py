@@ -91,6 +91,29 @@ def test_eval_demo(tmp_path: Path) -> None:
     assert again == noisy  # seeded
 
 
+def test_eval_follows_unsure_calls_through_the_reprompt(tmp_path: Path) -> None:
+    """A vague first sentence is re-prompted; the caller's other wording of the question then decides the call."""
+    f = tmp_path / "calls.tsv"
+    f.write_text(
+        "text\tgroup\tfaq_id\n"
+        "喂你好\trepair\t1\n"  # vague: re-prompted, then answered by the other wording of question 1
+        "我家的空调坏了需要上门维修\trepair\t1\n"
+        "我要开一张增值税发票\tbilling\t2\n"
+        "嗯那个\tbilling\t3\n",  # vague and alone: asked again, says the same, falls back
+        "utf-8",
+    )
+    plain = json.loads(run("eval", "--tenant", "demo", str(f), data_dir=tmp_path).stdout)
+    assert "calls" not in plain
+    assert (plain["accuracy"], plain["fallback_rate"]) == (0.5, 0.5)
+    out = run("eval", "--tenant", "demo", "--reprompt-paraphrases", str(f), data_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    m = json.loads(out.stdout)
+    assert {k: m[k] for k in plain} == plain  # the sentence-level figures do not change
+    calls = m["calls"]
+    assert calls["reprompt_rate"] == 0.5
+    assert (calls["accuracy"], calls["wrong_rate"], calls["fallback_rate"]) == (0.75, 0.0, 0.25)
+
+
 def test_eval_rejects_bad_files(tmp_path: Path) -> None:
     f = tmp_path / "x.tsv"
     f.write_text("sentence\tlabel\n你好\ta\n", "utf-8")

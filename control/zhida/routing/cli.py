@@ -128,7 +128,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         return _fail(str(exc))
     store = _store(args, args.tenant)
-    _print(evaluate(store.get(args.tenant), store.analyzer, examples, args.noise_cer, args.seed))
+    rules = store.get(args.tenant)
+    _print(evaluate(rules, store.analyzer, examples, args.noise_cer, args.seed,
+                    reprompt_paraphrases=args.reprompt_paraphrases))
     return 0
 
 
@@ -209,6 +211,12 @@ def register(sub: Any) -> None:
     _tenants_arg(e)
     e.add_argument("--noise-cer", type=float, default=0.0, help="inject recognition-like errors at this CER")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument(
+        "--reprompt-paraphrases",
+        action="store_true",
+        help="also report whole calls: an unsure first sentence is re-prompted and answered by another wording "
+        "of the same question (same faq_id)",
+    )
     e.add_argument("file")
     e.set_defaults(func=cmd_eval)
 

@@ -10,6 +10,13 @@ route.  Reported, over all n sentences:
 - `routed_accuracy`: right / routed, the accuracy of the calls the engine did route
 - `top1_accuracy`: the best route is right / n, as if there were no threshold
 - `macro_f1`: F1 per true group (a fallback is a miss), averaged over groups
+
+With `reprompt_paraphrases`, a `calls` block also follows each sentence through the call's own ladder: the
+first sentence is decided as attempt 1; when the rules ask for a re-prompt, the caller's second sentence is
+another wording of the same question (an example with the same paraphrase group, drawn with the seed; the
+same sentence again when the file has no other), decided alone as the last attempt, as the call controller
+does.  `calls.accuracy`, `wrong_rate` and `fallback_rate` are then over calls, and `reprompt_rate` is the share
+of calls that were asked again.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zhida.routing.dataset import Example
-from zhida.routing.engine import AFTER_HOURS, ROUTE
+from zhida.routing.engine import AFTER_HOURS, REPROMPT, ROUTE, Decision
 from zhida.routing.noise import inject
 from zhida.routing.store import TenantRules
 from zhida.understanding.analyzer import Analyzer
@@ -46,6 +53,46 @@ def macro_f1(truth: Sequence[str], pred: Sequence[str]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
+def _outcome(rules: TenantRules, decision: Decision) -> str:
+    """The group a decision sends the call to, or FALLBACK_LABEL."""
+    return rules.config.routes[decision.route].group if decision.kind in (ROUTE, AFTER_HOURS) else FALLBACK_LABEL
+
+
+def _decide_all(
+    rules: TenantRules, analyzer: Analyzer, texts: Sequence[str], attempt: int, batch: int
+) -> list[Decision]:
+    out: list[Decision] = []
+    for i in range(0, len(texts), batch):
+        chunk = texts[i : i + batch]
+        for text, words in zip(chunk, analyzer.analyze_many(chunk, rules.dictionary), strict=True):
+            out.append(rules.engine.decide(text, words, attempt=attempt))
+    return out
+
+
+def _rates(truth: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
+    n = len(truth)
+    right = sum(t == p for t, p in zip(truth, pred, strict=True))
+    routed = sum(p != FALLBACK_LABEL for p in pred)
+    return {
+        "accuracy": round(right / n, 4) if n else 0.0,
+        "fallback_rate": round((n - routed) / n, 4) if n else 0.0,
+        "wrong_rate": round((routed - right) / n, 4) if n else 0.0,
+        "routed_accuracy": round(right / routed, 4) if routed else 0.0,
+    }
+
+
+def second_wordings(examples: Sequence[Example], rng: random.Random) -> list[int]:
+    """For each example, the index of another example of its paraphrase group (itself when alone)."""
+    members: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        members.setdefault(e.paraphrase_group, []).append(i)
+    out = []
+    for i, e in enumerate(examples):
+        others = [j for j in members[e.paraphrase_group] if j != i]
+        out.append(rng.choice(others) if others else i)
+    return out
+
+
 def evaluate(
     rules: TenantRules,
     analyzer: Analyzer,
@@ -53,33 +100,40 @@ def evaluate(
     noise_cer: float = 0.0,
     seed: int = 0,
     batch: int = 64,
+    reprompt_paraphrases: bool = False,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
     texts = [inject(e.text, noise_cer, rng) for e in examples]
     cfg = rules.config
-    attempt = cfg.fallback.reprompts + 1
+    last_attempt = cfg.fallback.reprompts + 1
     truth = [e.group for e in examples]
-    pred: list[str] = []
-    top1: list[str] = []
-    for i in range(0, len(texts), batch):
-        chunk = texts[i : i + batch]
-        for text, words in zip(chunk, analyzer.analyze_many(chunk, rules.dictionary), strict=True):
-            d = rules.engine.decide(text, words, attempt=attempt)
-            group = cfg.routes[d.route].group
-            top1.append(group)
-            pred.append(group if d.kind in (ROUTE, AFTER_HOURS) else FALLBACK_LABEL)
+    last = _decide_all(rules, analyzer, texts, last_attempt, batch)
+    pred = [_outcome(rules, d) for d in last]
+    top1 = [cfg.routes[d.route].group for d in last]
     n = len(examples)
-    right = sum(t == p for t, p in zip(truth, pred, strict=True))
-    routed = sum(p != FALLBACK_LABEL for p in pred)
-    return {
+    rates = _rates(truth, pred)
+    result: dict[str, Any] = {
         "n": n,
-        "accuracy": round(right / n, 4) if n else 0.0,
+        "accuracy": rates["accuracy"],
         "macro_f1": round(macro_f1(truth, pred), 4),
-        "fallback_rate": round((n - routed) / n, 4) if n else 0.0,
-        "wrong_rate": round((routed - right) / n, 4) if n else 0.0,
-        "routed_accuracy": round(right / routed, 4) if routed else 0.0,
+        "fallback_rate": rates["fallback_rate"],
+        "wrong_rate": rates["wrong_rate"],
+        "routed_accuracy": rates["routed_accuracy"],
         "top1_accuracy": round(sum(t == p for t, p in zip(truth, top1, strict=True)) / n, 4) if n else 0.0,
         "noise_cer": noise_cer,
         "seed": seed,
         "threshold": cfg.threshold,
     }
+    if reprompt_paraphrases:
+        first = _decide_all(rules, analyzer, texts, 1, batch)
+        asked_again = [i for i, d in enumerate(first) if d.kind == REPROMPT]
+        second_of = second_wordings(examples, random.Random(seed))
+        second_texts = [inject(examples[second_of[i]].text, noise_cer, rng) for i in asked_again]
+        second = dict(zip(asked_again, _decide_all(rules, analyzer, second_texts, last_attempt, batch), strict=True))
+        calls = [_outcome(rules, second.get(i, d)) for i, d in enumerate(first)]
+        result["calls"] = {
+            **_rates(truth, calls),
+            "macro_f1": round(macro_f1(truth, calls), 4),
+            "reprompt_rate": round(len(asked_again) / n, 4) if n else 0.0,
+        }
+    return result
