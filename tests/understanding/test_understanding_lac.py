@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from zhida.understanding import Analyzer, Dictionary, Word, get_analyzer
@@ -73,25 +71,3 @@ def test_dictionary_rejects_untagged_single_characters() -> None:
 
 def test_one_model_per_process() -> None:
     assert get_analyzer() is get_analyzer()
-
-
-def test_the_predictor_runs_on_one_thread_whoever_calls() -> None:
-    """Requests arrive on the threads of a gRPC pool; paddle's oneDNN kernels keep per-thread state, so the
-    predictor must see one thread only (a lock is not enough: the heap was corrupted through it)."""
-    a = Analyzer()
-    a.load()
-    seen: set[int] = set()
-    run = a._lac.run
-
-    def recording_run(texts: list[str]) -> list:
-        seen.add(threading.get_ident())
-        return run(texts)
-
-    a._lac.run = recording_run
-    texts = ["我要开一张增值税发票", "银联云闪付怎么绑定信用卡", "我", "延保服务怎么收费"]
-    expected = [a.analyze(t) for t in texts]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda i: a.analyze(texts[i % len(texts)]), range(40)))
-    assert results == [expected[i % len(texts)] for i in range(40)]
-    assert len(seen) == 1 and threading.get_ident() not in seen
-

@@ -3,20 +3,14 @@
 LAC's model is ~365 MB of RSS and takes about a second to import (paddle), so it is loaded lazily, once, on
 first use.  A tenant's custom dictionary is only a small post-processing step in LAC (an Aho-Corasick style
 prefix tree that rewrites the CRF tags), so tenants share the model and each brings its own `Dictionary`,
-swapped in for the duration of one call.
-
-Every use of the predictor, its creation included, runs on one dedicated thread.  A lock is not enough:
-paddle's oneDNN kernels keep per-thread caches, and the same predictor run from the threads of a gRPC pool,
-even one at a time, corrupted the heap (`munmap_chunk(): invalid pointer`, `corrupted double-linked list`,
-then an abort or a hang of the routing server).  Calls queue on that thread; batching (`analyze_many`) is
-what buys throughput.
+swapped in under a lock for the duration of one call.  LAC's predictor is not thread-safe anyway; the lock
+serialises calls and batching (`analyze_many`) is what buys throughput.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,15 +61,13 @@ class Dictionary:
 
 
 class Analyzer:
-    """Segments and tags sentences with LAC; thread-safe; loads the model on first use, on its own thread."""
+    """Segments and tags sentences with LAC; thread-safe; loads the model on first use."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._lac: Any = None
-        # One thread for the predictor's whole life (see the module docstring); it also serialises calls.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lac")
 
     def _model(self) -> Any:
-        """The LAC object; only ever called on the analyzer's own thread."""
         if self._lac is None:
             from zhida.understanding.paddle_compat import import_lac
 
@@ -84,7 +76,8 @@ class Analyzer:
 
     def load(self) -> None:
         """Load the model now (servers call this at start so the first call is not slow)."""
-        self._thread.submit(self._model).result()
+        with self._lock:
+            self._model()
 
     def analyze(self, text: str, dictionary: Dictionary | None = None) -> list[Word]:
         """Words of one sentence."""
@@ -96,7 +89,14 @@ class Analyzer:
         todo = [(i, t) for i, t in enumerate(texts) if t and t.strip()]
         if not todo:
             return results
-        out = self._thread.submit(self._run, [t for _, t in todo], dictionary).result()
+        with self._lock:
+            lac = self._model()
+            # LAC keeps the dictionary on its model object; swap the tenant's in for this call only.
+            lac.model.custom = dictionary.customization if dictionary is not None else None
+            try:
+                out = lac.run([t for _, t in todo])  # a list in, a list of [words, tags] out
+            finally:
+                lac.model.custom = None
         for (i, _), (words, tags) in zip(todo, out, strict=True):
             pos = 0
             sentence: list[Word] = []
@@ -105,16 +105,6 @@ class Analyzer:
                 pos += len(w)
             results[i] = sentence
         return results
-
-    def _run(self, texts: list[str], dictionary: Dictionary | None) -> list[Any]:
-        """One batched LAC call; runs on the analyzer's thread."""
-        lac = self._model()
-        # LAC keeps the dictionary on its model object; swap the tenant's in for this call only.
-        lac.model.custom = dictionary.customization if dictionary is not None else None
-        try:
-            return lac.run(texts)  # a list in, a list of [words, tags] out
-        finally:
-            lac.model.custom = None
 
 
 _shared: Analyzer | None = None
