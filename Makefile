@@ -8,6 +8,8 @@ APT_PACKAGES := kamailio kamailio-json-modules kamailio-extra-modules kamailio-u
 	kamailio-sqlite-modules rtpengine-daemon sip-tester espeak-ng sox sqlite3 iproute2 prometheus \
 	ansible ansible-lint nftables acl python3-venv python3-dev
 STAMP := $(VENV)/.installed
+# setuptools 81 dropped pkg_resources, which lac's setup.py imports (below); grpcio-tools needs >= 77.
+SETUPTOOLS := "setuptools>=77,<81"
 
 .PHONY: all env apt venv demo test lint proto clean bench
 
@@ -29,9 +31,8 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# setuptools 81 dropped pkg_resources, which lac's setup.py imports (below); grpcio-tools needs >= 77.
-	$(BIN)/pip install -q --upgrade pip "setuptools>=77,<81" wheel
-	$(BIN)/pip install -q -e ".[dev]" "setuptools>=77,<81"
+	$(BIN)/pip install -q --upgrade pip $(SETUPTOOLS) wheel
+	$(BIN)/pip install -q -e ".[dev]" $(SETUPTOOLS)
 	# lac's setup.py imports pkg_resources: build it against the venv's setuptools.
 	$(BIN)/pip install -q --no-build-isolation lac==2.1.2
 	touch $@

@@ -30,7 +30,7 @@ from zhida.routing.dataset import Example
 from zhida.routing.engine import AFTER_HOURS, REPROMPT, ROUTE, Decision
 from zhida.routing.noise import inject
 from zhida.routing.store import TenantRules
-from zhida.understanding.analyzer import Analyzer
+from zhida.understanding.analyzer import Analyzer, Word
 
 FALLBACK_LABEL = "<fallback>"
 
@@ -58,14 +58,10 @@ def _outcome(rules: TenantRules, decision: Decision) -> str:
     return rules.config.routes[decision.route].group if decision.kind in (ROUTE, AFTER_HOURS) else FALLBACK_LABEL
 
 
-def _decide_all(
-    rules: TenantRules, analyzer: Analyzer, texts: Sequence[str], attempt: int, batch: int
-) -> list[Decision]:
-    out: list[Decision] = []
+def _segment_all(rules: TenantRules, analyzer: Analyzer, texts: Sequence[str], batch: int) -> list[list[Word]]:
+    out: list[list[Word]] = []
     for i in range(0, len(texts), batch):
-        chunk = texts[i : i + batch]
-        for text, words in zip(chunk, analyzer.analyze_many(chunk, rules.dictionary), strict=True):
-            out.append(rules.engine.decide(text, words, attempt=attempt))
+        out.extend(analyzer.analyze_many(texts[i : i + batch], rules.dictionary))
     return out
 
 
@@ -107,29 +103,31 @@ def evaluate(
     cfg = rules.config
     last_attempt = cfg.fallback.reprompts + 1
     truth = [e.group for e in examples]
-    last = _decide_all(rules, analyzer, texts, last_attempt, batch)
+    words = _segment_all(rules, analyzer, texts, batch)
+    last = [rules.engine.decide(t, w, attempt=last_attempt) for t, w in zip(texts, words, strict=True)]
     pred = [_outcome(rules, d) for d in last]
     top1 = [cfg.routes[d.route].group for d in last]
     n = len(examples)
-    rates = _rates(truth, pred)
     result: dict[str, Any] = {
         "n": n,
-        "accuracy": rates["accuracy"],
+        **_rates(truth, pred),
         "macro_f1": round(macro_f1(truth, pred), 4),
-        "fallback_rate": rates["fallback_rate"],
-        "wrong_rate": rates["wrong_rate"],
-        "routed_accuracy": rates["routed_accuracy"],
         "top1_accuracy": round(sum(t == p for t, p in zip(truth, top1, strict=True)) / n, 4) if n else 0.0,
         "noise_cer": noise_cer,
         "seed": seed,
         "threshold": cfg.threshold,
     }
     if reprompt_paraphrases:
-        first = _decide_all(rules, analyzer, texts, 1, batch)
+        # Same words, first attempt: only the ladder differs, so the sentences are not segmented again.
+        first = [rules.engine.decide(t, w, attempt=1) for t, w in zip(texts, words, strict=True)]
         asked_again = [i for i, d in enumerate(first) if d.kind == REPROMPT]
         second_of = second_wordings(examples, random.Random(seed))
         second_texts = [inject(examples[second_of[i]].text, noise_cer, rng) for i in asked_again]
-        second = dict(zip(asked_again, _decide_all(rules, analyzer, second_texts, last_attempt, batch), strict=True))
+        second_words = _segment_all(rules, analyzer, second_texts, batch)
+        second = {
+            i: rules.engine.decide(t, w, attempt=last_attempt)
+            for i, t, w in zip(asked_again, second_texts, second_words, strict=True)
+        }
         calls = [_outcome(rules, second.get(i, d)) for i, d in enumerate(first)]
         result["calls"] = {
             **_rates(truth, calls),
