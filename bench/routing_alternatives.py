@@ -14,6 +14,7 @@ fitted on all of train.tsv and measured once on test.tsv.  The variants:
   package (HIT Cilin extended codes of 77k words, 55k 200-dimension word vectors) is installed: Cilin classes
   (4 and 5 code characters) of each LAC word as extra terms; the sum of the words' vectors as extra inputs
   (a sum, not a mean, so that the model is still a weight per word).
+- `learner_cv_worst_questions`: the questions with the most out-of-fold errors, and what they were taken for.
 - `reprompt_paraphrase`: the re-prompt simulated with another wording of the same question from the same
   file; the second answer's scores are added to the first's.  Reported as accuracy over all calls at a few
   thresholds, beside the single-sentence fallback.
@@ -132,16 +133,13 @@ def evaluate(
     }
 
 
-def reprompt(log_probs: Any, y: Any, groups: Any, classes: Any, seed: int = 0) -> dict[str, Any]:
+def reprompt(log_probs: Any, examples: Sequence[Any], classes: Any, seed: int = 0) -> dict[str, Any]:
     """Accuracy over all calls when an unsure caller is asked again and answers with another wording."""
     import numpy as np
+    from zhida.routing.evaluate import second_wordings
 
-    members: dict[Any, list[int]] = collections.defaultdict(list)
-    for i, g in enumerate(groups):
-        members[g].append(i)
-    rng = random.Random(seed)
-    second = [rng.choice([j for j in members[g] if j != i]) if len(members[g]) > 1 else None
-              for i, g in enumerate(groups)]
+    y = np.array([e.group for e in examples], dtype=object)
+    second = second_wordings(examples, random.Random(seed))
 
     def softmax(v: Any) -> Any:
         e = np.exp(v - v.max())
@@ -154,7 +152,7 @@ def reprompt(log_probs: Any, y: Any, groups: Any, classes: Any, seed: int = 0) -
             right = wrong = 0
             for i in range(n):
                 p = softmax(log_probs[i])
-                if mode == "with_reprompt" and p.max() < thr and second[i] is not None:
+                if mode == "with_reprompt" and p.max() < thr and second[i] != i:
                     p = softmax(log_probs[i] + log_probs[second[i]])
                 if p.max() < thr:
                     continue
@@ -163,6 +161,25 @@ def reprompt(log_probs: Any, y: Any, groups: Any, classes: Any, seed: int = 0) -
             out[f"{mode}@{thr}"] = {"accuracy": round(right / n, 4), "wrong_rate": round(wrong / n, 4),
                                     "fallback_rate": round(1 - (right + wrong) / n, 4)}
     return out
+
+
+def worst_questions(log_probs: Any, examples: Sequence[Any], classes: Any, top: int = 8) -> list[dict[str, Any]]:
+    """The paraphrase groups with the most out-of-fold errors: which questions the model misses, and as what."""
+    by_question: dict[str, list[int]] = collections.defaultdict(list)
+    for i, e in enumerate(examples):
+        by_question[e.paraphrase_group].append(i)
+    rows = []
+    for rows_of_q in by_question.values():
+        guesses = collections.Counter(str(classes[log_probs[i].argmax()]) for i in rows_of_q)
+        group = examples[rows_of_q[0]].group
+        rows.append({
+            "group": group,
+            "example": examples[rows_of_q[0]].text,
+            "wrong": len(rows_of_q) - guesses[group],
+            "of": len(rows_of_q),
+            "taken_for": guesses.most_common(2),
+        })
+    return sorted(rows, key=lambda r: -r["wrong"])[:top]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,11 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         with_vectors = (sp.hstack([x_train, summed(w_train)]).tocsr(), sp.hstack([x_test, summed(w_test)]).tocsr())
         run("word_vectors", with_vectors)
 
-    test_groups = np.array([e.paraphrase_group for e in test], dtype=object)
     results["reprompt_paraphrase"] = {
-        "cv": reprompt(learner["_oof"], y_train, groups, learner["_classes"]),
-        "test": reprompt(learner["_test"], y_test, test_groups, learner["_classes"]),
+        "cv": reprompt(learner["_oof"], train, learner["_classes"]),
+        "test": reprompt(learner["_test"], test, learner["_classes"]),
     }
+    results["learner_cv_worst_questions"] = worst_questions(learner["_oof"], train, learner["_classes"])
+    for row in results["learner_cv_worst_questions"]:
+        print(json.dumps(row, ensure_ascii=False), flush=True)
     print(json.dumps(results["reprompt_paraphrase"], ensure_ascii=False), flush=True)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
