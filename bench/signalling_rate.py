@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from zhida.call.agents import AgentBook
+from zhida.config import Config
 from zhida.directory import Directory
 from zhida.sip.evapi import EvapiLink
 from zhida.stack import up as stack
-from zhida.stack.config import StackConfig
 from zhida.stack.sipp import SCENARIOS, free_udp_port, register_agent, start_agent_phone
 
 
 class DecisionResponder:
     """Answers every held call with the repair group's agents, as the controller would after recognition."""
 
-    def __init__(self, config: StackConfig) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self.directory = Directory(f"sqlite:///{config.kamailio_db}")
         self.agents = AgentBook()
@@ -68,7 +68,7 @@ class DecisionResponder:
             time.sleep(0.05)
 
 
-def run_rate(config: StackConfig, rate: int, seconds: int, work: Path) -> dict[str, Any]:
+def run_rate(config: Config, rate: int, seconds: int, work: Path) -> dict[str, Any]:
     calls = rate * seconds
     stat_file = work / f"stat-{rate}.csv"
     argv = ["sipp", f"{config.sip.address}:{config.sip.port}", "-sf", str(SCENARIOS / "caller_nomedia.xml"),

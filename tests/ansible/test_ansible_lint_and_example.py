@@ -128,7 +128,7 @@ def test_example_machine_room_renders_and_passes_every_check(example_rendered: P
 
 
 def test_example_zhida_configuration_loads_on_every_node(example_rendered: Path) -> None:
-    from zhida.stack import config as stack_config
+    from zhida import config as stack_config
 
     for host in ("sip-edge-1", "sip-edge-2", "speech-1", "speech-2", "speech-3"):
         config = stack_config.load(example_rendered / host / "etc/zhida/zhida.yaml")

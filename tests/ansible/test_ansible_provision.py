@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from zhida import config as stack_config
 from zhida.directory import Directory
-from zhida.stack import config as stack_config
 from zhida.stack.up import kamailio_rpc, ng_ping
 
 from tests.ansible.conftest import (
@@ -171,7 +171,7 @@ def _datasource_refs(node: object) -> list[dict[str, str]]:
     return found
 
 
-def start_media_and_edge(provisioned: Provisioned, daemons: Daemons) -> stack_config.StackConfig:
+def start_media_and_edge(provisioned: Provisioned, daemons: Daemons) -> stack_config.Config:
     """rtpengine, then Kamailio, as their Debian units start them, from the provisioned files."""
     config = stack_config.load(provisioned.path("etc/zhida/zhida.yaml"))
     rtpengine_defaults = provisioned.env_file("etc/default/rtpengine-daemon")
@@ -234,7 +234,7 @@ def test_a_call_through_the_provisioned_edge_reaches_the_fallback_agent(
     assert line["call_id"] in operator.received_calls()
 
 
-def start_speech_services(provisioned: Provisioned, daemons: Daemons, config: stack_config.StackConfig) -> None:
+def start_speech_services(provisioned: Provisioned, daemons: Daemons, config: stack_config.Config) -> None:
     """The recogniser, routing and controller as their provisioned units start them."""
     from zhida.stack.up import grpc_healthy
 

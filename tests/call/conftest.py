@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from zhida.config import Config
 from zhida.directory import Directory
 from zhida.stack import processes
 from zhida.stack import up as stack
-from zhida.stack.config import StackConfig
 from zhida.stack.ports import free_ports
 from zhida.stack.sipp import AgentPhone, register_agent, start_agent_phone
 
@@ -22,8 +22,8 @@ AGENT_IP = "127.0.0.3"
 UNTRUSTED_IP = "127.0.0.4"
 
 
-def stack_config(run_dir: Path, **controller: object) -> StackConfig:
-    config = StackConfig(run_dir=run_dir)
+def stack_config(run_dir: Path, **controller: object) -> Config:
+    config = Config(run_dir=run_dir)
     ports = iter(free_ports(11))
     config.sip.port = next(ports)
     config.sip.http_port = next(ports)
@@ -47,7 +47,7 @@ def stack_config(run_dir: Path, **controller: object) -> StackConfig:
 
 
 def start_stack(run_dir: Path, services: tuple[str, ...] = stack.SERVICES, attempts: int = 3,
-                speech_chunk_size: int | None = None, **controller: object) -> StackConfig:
+                speech_chunk_size: int | None = None, **controller: object) -> Config:
     """Starts the stack on fresh free ports; another process may grab a port between our probe and the daemon's
     bind (the machine runs other suites), so a failed start is retried on new ports."""
     for attempt in range(attempts):
@@ -64,7 +64,7 @@ def start_stack(run_dir: Path, services: tuple[str, ...] = stack.SERVICES, attem
     raise AssertionError("unreachable")
 
 
-def _dump_logs(config: StackConfig) -> None:
+def _dump_logs(config: Config) -> None:
     for log_file in sorted(config.log_dir.glob("*.log")):
         text = log_file.read_text(errors="replace").splitlines()[-40:]
         print(f"----- {log_file.name} -----\n" + "\n".join(text))
@@ -73,7 +73,7 @@ def _dump_logs(config: StackConfig) -> None:
 class Agents:
     """Agents' phones (sipp) registered against the stack; stopped at teardown."""
 
-    def __init__(self, config: StackConfig, work: Path) -> None:
+    def __init__(self, config: Config, work: Path) -> None:
         self.config = config
         self.work = work
         self.phones: list[AgentPhone] = []
@@ -98,7 +98,7 @@ class Agents:
 
 
 def stack_for_test(request: pytest.FixtureRequest, run_dir: Path,
-                   services: tuple[str, ...] = stack.SERVICES) -> Iterator[StackConfig]:
+                   services: tuple[str, ...] = stack.SERVICES) -> Iterator[Config]:
     """The body of a per-test stack fixture: started on fresh ports, its logs printed if the test failed,
     stopped at teardown."""
     config = start_stack(run_dir, services=services)
@@ -135,7 +135,7 @@ def final_packet_stats(rtpengine_log: Path, call_id: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def signalling_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
+def signalling_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
     """rtpengine and Kamailio only: no controller connected, so Kamailio routes every call itself."""
     if shutil.which("kamailio") is None or shutil.which("sipp") is None:
         pytest.fail("kamailio and sipp must be installed (make env)")
@@ -143,7 +143,7 @@ def signalling_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
 
 
 @pytest.fixture
-def agents(signalling_stack: StackConfig, tmp_path: Path) -> Iterator[Agents]:
+def agents(signalling_stack: Config, tmp_path: Path) -> Iterator[Agents]:
     book = Agents(signalling_stack, tmp_path)
     yield book
     book.stop()

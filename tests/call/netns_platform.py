@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from zhida.config import DEMO_DIR
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call
-from zhida.stack.config import DEMO_DIR
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import register_agent, start_agent_phone
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from zhida.codecs.g711 import ulaw_encode
+from zhida.config import Config
 from zhida.stack.calls import wait_for_record
-from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import SCENARIOS, AgentPhone, free_udp_port, read_wav_8k, register_agent
 from zhida.stack.up import ng_request
@@ -38,12 +38,12 @@ FRAME = 160  # 20 ms of 8 kHz G.711
 
 
 @pytest.fixture
-def answered_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
+def answered_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
     yield from stack_for_test(request, tmp_path / "run")
 
 
 @pytest.fixture
-def phones(answered_stack: StackConfig, tmp_path: Path) -> Iterator[Agents]:
+def phones(answered_stack: Config, tmp_path: Path) -> Iterator[Agents]:
     book = Agents(answered_stack, tmp_path)
     yield book
     book.stop()
@@ -139,7 +139,7 @@ class PstnMedia:
         self.sock.close()
 
 
-def pstn_call(config: StackConfig, work: Path, media: PstnMedia, *, hangup_after_ms: int,
+def pstn_call(config: Config, work: Path, media: PstnMedia, *, hangup_after_ms: int,
               timeout_s: int = 60) -> tuple[int, str, str]:
     """One call from the answered-mode trunk; returns sipp's exit code, the Call-ID and its message trace."""
     scenario = work / "pstn_caller.xml"
@@ -158,7 +158,7 @@ def pstn_call(config: StackConfig, work: Path, media: PstnMedia, *, hangup_after
     return done.returncode, found.group(1) if found else "", trace
 
 
-def answered_call(config: StackConfig, work: Path, speech: list[bytes], *,
+def answered_call(config: Config, work: Path, speech: list[bytes], *,
                   hangup_after_ms: int) -> tuple[int, str, str, PstnMedia]:
     """`pstn_call` with a PSTN media end saying `speech`; the media end is stopped and returned for inspection."""
     media = PstnMedia(PSTN_IP, speech)
@@ -184,7 +184,7 @@ def start_phone(book: Agents, username: str, scenario: Path) -> AgentPhone:
     return phone
 
 
-def wait_no_media_session(config: StackConfig, timeout_s: float = 5.0) -> list[str]:
+def wait_no_media_session(config: Config, timeout_s: float = 5.0) -> list[str]:
     deadline = time.monotonic() + timeout_s
     calls = list(ng_request(config, "list", limit="100").get("calls", []))
     while calls and time.monotonic() < deadline:
@@ -193,7 +193,7 @@ def wait_no_media_session(config: StackConfig, timeout_s: float = 5.0) -> list[s
     return calls
 
 
-def controller_log(config: StackConfig) -> str:
+def controller_log(config: Config) -> str:
     return (config.log_dir / "controller.log").read_text(errors="replace")
 
 
@@ -215,7 +215,7 @@ def report(name: str, record: dict, media: PstnMedia) -> dict[str, object]:
     return numbers
 
 
-def assert_media_both_ways(config: StackConfig, call_id: str, media: PstnMedia) -> None:
+def assert_media_both_ways(config: Config, call_id: str, media: PstnMedia) -> None:
     assert media.prompt_packets() >= 25, "the caller did not hear the prompt"
     assert len(media.echoes()) >= 25, "the caller's audio did not come back through the agent"
     assert {addr for _, addr, _ in media.received} == {media.peer}, "rtpengine moved the caller-facing port"
@@ -225,7 +225,7 @@ def assert_media_both_ways(config: StackConfig, call_id: str, media: PstnMedia) 
 
 
 def test_pstn_caller_is_answered_recognised_and_bridged_then_hangs_up(
-    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+    phones: Agents, answered_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     repair = phones.start("1001")
     operator = phones.start("1091")
@@ -254,7 +254,7 @@ def test_pstn_caller_is_answered_recognised_and_bridged_then_hangs_up(
 
 
 def test_agent_hangs_up_and_the_pstn_caller_gets_bye(
-    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+    phones: Agents, answered_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     scenario = tmp_path / "agent_hangs_up.xml"
     scenario.write_text((SCENARIOS / "pstn_agent_hangs_up.xml").read_text().replace("@TALK_MS@", "3000"))
@@ -278,7 +278,7 @@ def test_agent_hangs_up_and_the_pstn_caller_gets_bye(
 
 
 def test_agents_that_never_answer_are_skipped_then_the_overflow_group_answers(
-    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+    phones: Agents, answered_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     # Registered in this order so that the longest-idle agent of each group is one that never answers.
     silent = [phones.start(name, behaviour="no_answer") for name in ("1001", "1002", "1091")]
@@ -300,7 +300,7 @@ def test_agents_that_never_answer_are_skipped_then_the_overflow_group_answers(
 
 
 def test_when_no_agent_takes_the_call_the_caller_hears_so_before_the_platform_hangs_up(
-    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+    phones: Agents, answered_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     silent = [phones.start(name, behaviour="no_answer") for name in ("1001", "1091")]
     rc, call_id, trace, media = answered_call(answered_stack, tmp_path, repair_frames, hangup_after_ms=45000)
@@ -320,7 +320,7 @@ def test_when_no_agent_takes_the_call_the_caller_hears_so_before_the_platform_ha
 
 
 def test_pstn_caller_hangs_up_during_the_prompt(
-    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+    phones: Agents, answered_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     repair = phones.start("1001")
     operator = phones.start("1091")
@@ -337,7 +337,7 @@ def test_pstn_caller_hangs_up_during_the_prompt(
 
 
 def test_a_hung_controller_does_not_lose_an_answered_mode_call(
-    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+    phones: Agents, answered_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     """The controller stops (SIGSTOP) with its evapi link up: Kamailio still sends the trunk's call to the B2BUA,
     hears nothing, and rings the tenant's fallback group itself, media through rtpengine as usual."""
@@ -369,7 +369,7 @@ def test_a_hung_controller_does_not_lose_an_answered_mode_call(
 
 
 def test_agent_hold_and_resume_reach_rtpengine_not_the_pstn_caller(
-    phones: Agents, answered_stack: StackConfig, repair_frames: list[bytes], tmp_path: Path
+    phones: Agents, answered_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
     scenario = tmp_path / "agent_holds.xml"
     scenario.write_text((SCENARIOS / "pstn_agent_holds.xml").read_text().replace("@TALK_MS@", "2000"))

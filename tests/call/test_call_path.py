@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from zhida.config import Config
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call
-from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import SCENARIOS, caller_pcap, free_udp_port
 from zhida.stack.up import ng_request
@@ -25,12 +25,12 @@ REPAIR_SENTENCE = "我家的空调坏了需要上门维修"
 
 
 @pytest.fixture
-def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
+def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
     yield from stack_for_test(request, tmp_path / "run")
 
 
 @pytest.fixture
-def phones(full_stack: StackConfig, tmp_path: Path) -> Iterator[Agents]:
+def phones(full_stack: Config, tmp_path: Path) -> Iterator[Agents]:
     book = Agents(full_stack, tmp_path)
     yield book
     book.stop()
@@ -41,12 +41,12 @@ def repair_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize(REPAIR_SENTENCE, tmp_path_factory.mktemp("wav") / "repair.wav")
 
 
-def rtpengine_calls(config: StackConfig) -> list[str]:
+def rtpengine_calls(config: Config) -> list[str]:
     return list(ng_request(config, "list", limit="100").get("calls", []))
 
 
 def test_a_demo_call_reaches_the_right_agent_and_media_flows_both_ways(
-    phones: Agents, full_stack: StackConfig, repair_wav: Path
+    phones: Agents, full_stack: Config, repair_wav: Path
 ) -> None:
     repair = phones.start("1001")
     operator = phones.start("1091")
@@ -68,7 +68,7 @@ def test_a_demo_call_reaches_the_right_agent_and_media_flows_both_ways(
     assert line["transcript"] and REPAIR_SENTENCE.startswith(line["transcript"]), line
 
 
-def _cancelling_call(config: StackConfig, wav: Path, work: Path, cancel_after_ms: int) -> tuple[int, str]:
+def _cancelling_call(config: Config, wav: Path, work: Path, cancel_after_ms: int) -> tuple[int, str]:
     pcap = work / "cancel.pcap"
     caller_pcap(wav, pcap, lead_silence_s=0.5, tail_silence_s=3.0)
     scenario = work / "cancel.xml"
@@ -88,7 +88,7 @@ def _cancelling_call(config: StackConfig, wav: Path, work: Path, cancel_after_ms
 @pytest.mark.parametrize(("cancel_after_ms", "state"), [(300, "prompting"), (1000, "listening")],
                          ids=["during-prompt", "during-recognition"])
 def test_caller_cancel_ends_with_487_and_leaves_no_media_session(
-    phones: Agents, full_stack: StackConfig, repair_wav: Path, tmp_path: Path, cancel_after_ms: int, state: str
+    phones: Agents, full_stack: Config, repair_wav: Path, tmp_path: Path, cancel_after_ms: int, state: str
 ) -> None:
     phones.start("1001")
     rc, messages = _cancelling_call(full_stack, repair_wav, tmp_path, cancel_after_ms)
@@ -103,7 +103,7 @@ def test_caller_cancel_ends_with_487_and_leaves_no_media_session(
 
 
 def test_a_dead_controller_does_not_lose_the_held_call(
-    phones: Agents, full_stack: StackConfig, repair_wav: Path
+    phones: Agents, full_stack: Config, repair_wav: Path
 ) -> None:
     operator = phones.start("1091")
     result: dict[str, object] = {}
@@ -122,7 +122,7 @@ def test_a_dead_controller_does_not_lose_the_held_call(
     assert "to fallback" in (full_stack.log_dir / "kamailio.log").read_text()
 
 
-def test_a_restarted_controller_deletes_media_sessions_nobody_owns(full_stack: StackConfig) -> None:
+def test_a_restarted_controller_deletes_media_sessions_nobody_owns(full_stack: Config) -> None:
     sdp = "v=0\r\no=x 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
     ng_request(full_stack, "offer", **{"call-id": "orphan-of-a-dead-controller", "from-tag": "x", "sdp": sdp})
     assert "orphan-of-a-dead-controller" in rtpengine_calls(full_stack)

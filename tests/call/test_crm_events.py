@@ -10,8 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from zhida.config import Config
 from zhida.stack.calls import place_call
-from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.v1 import calls_pb2, calls_pb2_grpc
 
@@ -21,11 +21,11 @@ K = calls_pb2
 
 
 @pytest.fixture
-def crm_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackConfig]:
+def crm_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
     yield from stack_for_test(request, tmp_path / "run")
 
 
-def tenant_token(config: StackConfig, tenant: str) -> str:
+def tenant_token(config: Config, tenant: str) -> str:
     for line in (config.run_dir / "api-tokens.secret").read_text().splitlines():
         fields = line.split("\t")
         if not line.startswith("#") and len(fields) == 3 and fields[1] == tenant:
@@ -34,7 +34,7 @@ def tenant_token(config: StackConfig, tenant: str) -> str:
 
 
 def test_a_real_call_streams_its_events_is_recorded_and_feedback_counts(
-    crm_stack: StackConfig, tmp_path: Path
+    crm_stack: Config, tmp_path: Path
 ) -> None:
     phones = Agents(crm_stack, tmp_path)
     try:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from zhida.codecs import netstring
+from zhida.config import Config
 from zhida.stack.calls import place_call
-from zhida.stack.config import StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import register_agent
 from zhida.stack.up import kamailio_rpc
@@ -24,7 +24,7 @@ def sentence_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize("我家的空调坏了需要上门维修", tmp_path_factory.mktemp("wav") / "sentence.wav")
 
 
-def registered(config: StackConfig, aor: str) -> bool:
+def registered(config: Config, aor: str) -> bool:
     try:
         kamailio_rpc(config.sip.rpc_port, "ul.lookup", "location", aor.removeprefix("sip:"))
     except RuntimeError:
@@ -32,12 +32,12 @@ def registered(config: StackConfig, aor: str) -> bool:
     return True
 
 
-def test_agent_registers_with_digest_auth(agents: Agents, signalling_stack: StackConfig) -> None:
+def test_agent_registers_with_digest_auth(agents: Agents, signalling_stack: Config) -> None:
     agents.start("1091")
     assert registered(signalling_stack, "sip:1091@demo.zhida.local")
 
 
-def test_wrong_password_is_refused_and_not_registered(agents: Agents, signalling_stack: StackConfig) -> None:
+def test_wrong_password_is_refused_and_not_registered(agents: Agents, signalling_stack: Config) -> None:
     phone = agents.start("1092", register=False)
     rc = register_agent(agents.target, phone, work_dir=agents.work, password="wrong-password")
     assert rc != 0
@@ -45,7 +45,7 @@ def test_wrong_password_is_refused_and_not_registered(agents: Agents, signalling
 
 
 def test_without_controller_the_call_reaches_the_fallback_group(
-    agents: Agents, signalling_stack: StackConfig, sentence_wav: Path
+    agents: Agents, signalling_stack: Config, sentence_wav: Path
 ) -> None:
     operator = agents.start("1091")
     line = place_call(signalling_stack, number=NUMBER, wav=sentence_wav, trunk=TRUNK_IP, lead_silence_s=0.2)
@@ -54,7 +54,7 @@ def test_without_controller_the_call_reaches_the_fallback_group(
 
 
 def test_busy_agent_fails_over_to_the_next_agent_of_the_group(
-    agents: Agents, signalling_stack: StackConfig, sentence_wav: Path
+    agents: Agents, signalling_stack: Config, sentence_wav: Path
 ) -> None:
     busy = agents.start("1091", behaviour="busy")
     free = agents.start("1092")
@@ -65,7 +65,7 @@ def test_busy_agent_fails_over_to_the_next_agent_of_the_group(
 
 
 def test_agent_that_does_not_answer_is_skipped_after_the_ring_timeout(
-    agents: Agents, signalling_stack: StackConfig, sentence_wav: Path
+    agents: Agents, signalling_stack: Config, sentence_wav: Path
 ) -> None:
     silent = agents.start("1091", behaviour="no_answer")
     free = agents.start("1092")
@@ -75,7 +75,7 @@ def test_agent_that_does_not_answer_is_skipped_after_the_ring_timeout(
     assert line["call_id"] in free.received_calls()
 
 
-def test_no_agent_registered_gets_480(agents: Agents, signalling_stack: StackConfig, sentence_wav: Path) -> None:
+def test_no_agent_registered_gets_480(agents: Agents, signalling_stack: Config, sentence_wav: Path) -> None:
     line = place_call(signalling_stack, number=NUMBER, wav=sentence_wav, trunk=TRUNK_IP, lead_silence_s=0.2)
     assert line["sipp_rc"] != 0
     log = (signalling_stack.log_dir / "kamailio.log").read_text(errors="replace")
@@ -83,7 +83,7 @@ def test_no_agent_registered_gets_480(agents: Agents, signalling_stack: StackCon
 
 
 def test_invite_from_an_untrusted_address_is_refused(
-    agents: Agents, signalling_stack: StackConfig, sentence_wav: Path
+    agents: Agents, signalling_stack: Config, sentence_wav: Path
 ) -> None:
     operator = agents.start("1091")
     line = place_call(signalling_stack, number=NUMBER, wav=sentence_wav, trunk=UNTRUSTED_IP, lead_silence_s=0.2)
@@ -92,7 +92,7 @@ def test_invite_from_an_untrusted_address_is_refused(
     assert "INVITE from untrusted 127.0.0.4" in (signalling_stack.log_dir / "kamailio.log").read_text()
 
 
-def test_malformed_sip_is_logged_and_kamailio_stays_up(agents: Agents, signalling_stack: StackConfig) -> None:
+def test_malformed_sip_is_logged_and_kamailio_stays_up(agents: Agents, signalling_stack: Config) -> None:
     garbage = (
         b"INVITE sip:4008001234@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5999;branch=z9hG4bKx\r\n"
         b"From: <sip:a@b\r\nTo: broken\r\nCall-ID: \r\nCSeq: x INVITE\r\n\r\n"
@@ -107,7 +107,7 @@ def test_malformed_sip_is_logged_and_kamailio_stays_up(agents: Agents, signallin
 
 
 def test_malformed_evapi_message_is_logged_and_the_link_survives(
-    agents: Agents, signalling_stack: StackConfig, sentence_wav: Path
+    agents: Agents, signalling_stack: Config, sentence_wav: Path
 ) -> None:
     with socket.create_connection(("127.0.0.1", signalling_stack.sip.evapi_port), timeout=5) as link:
         link.sendall(netstring.encode(b"{this is not json"))
@@ -122,7 +122,7 @@ def test_malformed_evapi_message_is_logged_and_the_link_survives(
     assert line["call_id"] in operator.received_calls()
 
 
-def test_operators_rpc_command_reads_registrations(agents: Agents, signalling_stack: StackConfig) -> None:
+def test_operators_rpc_command_reads_registrations(agents: Agents, signalling_stack: Config) -> None:
     import json
     import subprocess
     import sys
@@ -140,7 +140,7 @@ def test_operators_rpc_command_reads_registrations(agents: Agents, signalling_st
 
 
 def test_answered_mode_trunk_without_controller_reaches_the_fallback_group(
-    agents: Agents, signalling_stack: StackConfig, sentence_wav: Path
+    agents: Agents, signalling_stack: Config, sentence_wav: Path
 ) -> None:
     operator = agents.start("1091")
     line = place_call(signalling_stack, number=NUMBER, wav=sentence_wav, trunk="127.0.0.5", lead_silence_s=0.2)

@@ -9,10 +9,10 @@ import urllib.request
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2_grpc
+from zhida.config import Config
 from zhida.crm.hosting import attach_to_controller
 from zhida.directory import Directory
 from zhida.events import EventBus
-from zhida.stack.config import StackConfig
 from zhida.stack.ports import free_port
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(30)
 async def test_attach_to_controller(tmp_path, monkeypatch):
     monkeypatch.delenv("ZHIDA_DB_URL", raising=False)
     monkeypatch.delenv("ZHIDA_API_TOKENS", raising=False)
-    config = StackConfig(run_dir=tmp_path / "run")
+    config = Config(run_dir=tmp_path / "run")
     config.controller.metrics_port = free_port()
     config.routing.listen = "127.0.0.1:0"  # no routing service in this test
     directory = Directory.open_sqlite(tmp_path / "kamailio.db")

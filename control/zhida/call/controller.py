@@ -25,6 +25,7 @@ from zhida.call.agents import AgentBook
 from zhida.call.states import CallEvent, CallState, CallStateMachine, InvalidTransition
 from zhida.codecs import sdp as sdp_codec
 from zhida.codecs.rtp import PT_PCMA
+from zhida.config import Config
 from zhida.directory import Directory
 from zhida.events import CallEvent as BusEvent
 from zhida.events import CallEventKind, CallOutcome, EventBus
@@ -32,7 +33,6 @@ from zhida.media.fork import AudioFork
 from zhida.media.ng import NgClient, NgError
 from zhida.sip.evapi import EvapiLink
 from zhida.sip.rpc import KamailioRpc, RpcError
-from zhida.stack.config import StackConfig
 from zhida.stack.prompts import duration_s
 from zhida.v1 import recognizer_pb2, recognizer_pb2_grpc, routing_pb2, routing_pb2_grpc
 
@@ -87,7 +87,7 @@ class ListenResult:
 
 
 class CallController:
-    def __init__(self, config: StackConfig, *, bus: EventBus, directory: Directory, prompts: dict[str, Path]) -> None:
+    def __init__(self, config: Config, *, bus: EventBus, directory: Directory, prompts: dict[str, Path]) -> None:
         self.config = config
         self.bus = bus
         self.directory = directory

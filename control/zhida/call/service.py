@@ -11,9 +11,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from zhida.call.controller import CallController
+from zhida.config import Config
 from zhida.directory import Directory
 from zhida.events import EventBus
-from zhida.stack.config import StackConfig
 from zhida.stack.prompts import ensure_prompts
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "zhida.v1.CallController"
 
 
-async def serve(config: StackConfig) -> None:
+async def serve(config: Config) -> None:
     bus = EventBus()
     directory = Directory(config.directory_db_url)
     prompts = ensure_prompts(config.run_dir / "prompts", config.controller)
@@ -64,7 +64,7 @@ def _grpc_server() -> grpc.aio.Server:
     return grpc.aio.server(interceptors=[ServerMetricsInterceptor()], options=SERVER_OPTIONS)
 
 
-def _attach_optional_services(server: grpc.aio.Server, bus: EventBus, directory: Directory, config: StackConfig,
+def _attach_optional_services(server: grpc.aio.Server, bus: EventBus, directory: Directory, config: Config,
                               health_servicer: health.aio.HealthServicer) -> None:
     """The CRM API and call records ride on the controller's loop when their package is installed."""
     with contextlib.suppress(ImportError):

@@ -10,7 +10,7 @@ provides, with single-box defaults taken from the stack configuration:
   `<run_dir>/api-tokens.yaml`. When that default file does not exist it is created with an admin token and
   one token per tenant of the directory; the tokens themselves go to `<run_dir>/api-tokens.secret`
   (mode 0600), for the demo and the example client, and the YAML keeps only their hashes;
-- ReloadRules through the routing service at `config.routing.listen`.
+- ReloadRules through the routing service at `config.routing.client_target`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 import yaml
 
+from zhida.config import Config
 from zhida.crm.auth import TokenAuth, generate_token, hash_token
 from zhida.crm.server import add_services, attach_store
 from zhida.events import EventBus
@@ -53,38 +54,37 @@ class Hosted:
 
 
 def attach_to_controller(
-    server: grpc.aio.Server, *, bus: EventBus, directory: Any, config: Any, health: Any = None
+    server: grpc.aio.Server, *, bus: EventBus, directory: Any, config: Config, health: Any = None
 ) -> Hosted:
     """Adds CallEventService, AdminService, call records and metrics to the controller (see module doc).
 
     Call it on the controller's running loop, before `server.start()`.
     """
     controller = config.controller
-    run_dir = Path(config.run_dir)
     db_url = (
         os.environ.get("ZHIDA_DB_URL")
-        or getattr(controller, "db_url", None)
-        or (f"sqlite:///{run_dir / 'data' / 'zhida.db'}")
+        or controller.db_url
+        or f"sqlite:///{config.run_dir / 'data' / 'zhida.db'}"
     )
     store, recorder = attach_store(bus, db_url)
     auth = TokenAuth.from_file(_tokens_file(config, directory))
 
     routing_channel = None
     routing = None
-    listen = getattr(getattr(config, "routing", None), "listen", "")
-    if listen and not listen.endswith(":0"):
+    target = config.routing.client_target
+    if target and not target.endswith(":0"):
         from zhida.v1 import routing_pb2_grpc
 
-        routing_channel = grpc.aio.insecure_channel(listen)
+        routing_channel = grpc.aio.insecure_channel(target)
         routing = routing_pb2_grpc.RoutingServiceStub(routing_channel)
 
     services = add_services(
         server, bus=bus, store=store, auth=auth, directory=directory, routing=routing, health=health
     )
     metrics_server, metrics_port = None, None
-    port = int(getattr(controller, "metrics_port", 0) or 0)
+    port = controller.metrics_port
     if port:
-        address = getattr(controller, "metrics_address", "127.0.0.1")
+        address = controller.metrics_address
         try:
             metrics_server, metrics_port = start_metrics_server(port, address)
         except OSError as exc:  # metrics are not worth a controller that does not start
@@ -100,11 +100,11 @@ def attach_to_controller(
     return hosted
 
 
-def _tokens_file(config: Any, directory: Any) -> Path:
-    configured = os.environ.get("ZHIDA_API_TOKENS") or getattr(config.controller, "api_tokens", None)
+def _tokens_file(config: Config, directory: Any) -> Path:
+    configured = os.environ.get("ZHIDA_API_TOKENS") or config.controller.api_tokens
     if configured:
         return Path(configured)
-    path = Path(config.run_dir) / "api-tokens.yaml"
+    path = config.run_dir / "api-tokens.yaml"
     if not path.exists():
         _create_tokens(path, [row["name"] for row in directory.tenants()])
     return path

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zhida.stack.config import StackConfig
+from zhida.config import Config
 from zhida.stack.sipp import caller_pcap, caller_scenario, run_caller
 
 # The caller waits for the prompt (about 3 s) before speaking, and the trailing silence lets the endpointer
@@ -18,7 +18,7 @@ LEAD_SILENCE_S = 3.2
 TAIL_SILENCE_S = 25.0
 
 
-def place_call(config: StackConfig, *, number: str, wav: Path, trunk: str = "127.0.0.2", expected_group: str = "",
+def place_call(config: Config, *, number: str, wav: Path, trunk: str = "127.0.0.2", expected_group: str = "",
                said: str = "", lead_silence_s: float = LEAD_SILENCE_S, netns: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="zhida-call-") as tmp:
         work = Path(tmp)
@@ -46,7 +46,7 @@ def place_call(config: StackConfig, *, number: str, wav: Path, trunk: str = "127
     }
 
 
-def wait_for_record(config: StackConfig, call_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
+def wait_for_record(config: Config, call_id: str, timeout_s: float = 5.0) -> dict[str, Any]:
     """The controller writes a call's summary when the agent answers and again when the call ends."""
     if not call_id:
         return {}

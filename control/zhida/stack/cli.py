@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zhida.stack import config as stack_config
+from zhida import config as stack_config
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from zhida.config import DEMO_DIR, Config
 from zhida.directory import Directory
 from zhida.stack.calls import place_call
-from zhida.stack.config import DEMO_DIR, StackConfig
 from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import AgentPhone, register_agent, start_agent_phone
 from zhida.stack.up import down, up
@@ -43,7 +43,7 @@ def demo_sentences(count: int) -> list[tuple[str, str]]:
     return picked
 
 
-def start_demo_agents(config: StackConfig, work: Path) -> list[AgentPhone]:
+def start_demo_agents(config: Config, work: Path) -> list[AgentPhone]:
     """A phone for every agent of the platform file (passwords come from there), registered."""
     directory = Directory(config.directory_db_url)
     phones = []
@@ -62,7 +62,7 @@ def start_demo_agents(config: StackConfig, work: Path) -> list[AgentPhone]:
     return phones
 
 
-def run_demo(config: StackConfig, calls: int = 0) -> int:
+def run_demo(config: Config, calls: int = 0) -> int:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="zhida-demo-") as tmp:
         work = Path(tmp)

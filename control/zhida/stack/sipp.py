@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from zhida.codecs.pcap import write_rtp_pcap
-from zhida.stack.config import DEMO_DIR
+from zhida.config import DEMO_DIR
 
 SCENARIOS = DEMO_DIR / "sipp"
 

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from zhida.codecs import bencode
+from zhida.config import Config
 from zhida.directory import Directory
 from zhida.stack import processes
-from zhida.stack.config import StackConfig
 from zhida.stack.prompts import ensure_prompts
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 SERVICES = ("rtpengine", "kamailio", "recognizer", "routing", "controller")
 
 
-def render_kamailio_local(config: StackConfig) -> str:
+def render_kamailio_local(config: Config) -> str:
     sip = config.sip
     return "\n".join([
         "# Rendered by `zhida up` from the stack configuration; edit that, not this file.",
@@ -47,7 +47,7 @@ def render_kamailio_local(config: StackConfig) -> str:
     ])
 
 
-def _database_lines(config: StackConfig) -> list[str]:
+def _database_lines(config: Config) -> list[str]:
     """Kamailio's db URL for the directory: its own SQLite file, or the shared PostgreSQL database."""
     url = config.directory_url
     if not url:
@@ -58,7 +58,7 @@ def _database_lines(config: StackConfig) -> list[str]:
     return ["#!define WITH_POSTGRES", f'#!define DBURL "postgres://{rest}"']
 
 
-def _agent_network_lines(config: StackConfig) -> list[str]:
+def _agent_network_lines(config: Config) -> list[str]:
     lines = []
     if config.sip.agent_listen:
         # two networks: Kamailio picks the outgoing socket by route and double Record-Routes
@@ -70,7 +70,7 @@ def _agent_network_lines(config: StackConfig) -> list[str]:
     return lines
 
 
-def kamailio_argv(config: StackConfig) -> list[str]:
+def kamailio_argv(config: Config) -> list[str]:
     """Kamailio reads kamailio-local.cfg next to the main file: link the repository's file into the run dir."""
     kam_dir = (config.run_dir / "kamailio").resolve()
     kam_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def kamailio_argv(config: StackConfig) -> list[str]:
     return ["kamailio", "-f", str(main), "-DD", "-E", "-m", "128", "-M", "16", "-Y", str(kam_dir)]
 
 
-def rtpengine_argv(config: StackConfig) -> list[str]:
+def rtpengine_argv(config: Config) -> list[str]:
     media = config.media
     interfaces = media.interfaces or [media.interface]
     return [
@@ -111,7 +111,7 @@ def ng_ping(host: str, port: int, timeout: float = 0.5) -> bool:
     return ng_call((host, port), "ping", timeout).get("result") == "pong"
 
 
-def ng_request(config: StackConfig, command: str, timeout: float = 1.0, **params: object) -> dict:
+def ng_request(config: Config, command: str, timeout: float = 1.0, **params: object) -> dict:
     """One synchronous ng request to the stack's rtpengine."""
     return ng_call((config.media.interface, config.media.ng_port), command, timeout, **params)
 
@@ -141,7 +141,7 @@ def _zhida(*args: str) -> list[str]:
     return [sys.executable, "-m", "zhida.cli", *args]
 
 
-def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] = SERVICES) -> None:
+def up(config: Config, config_path: Path | None, services: tuple[str, ...] = SERVICES) -> None:
     for binary in ("kamailio", "rtpengine"):
         if shutil.which(binary) is None:
             raise processes.StartError(f"{binary} is not installed (run `make env`)")
@@ -198,7 +198,7 @@ def up(config: StackConfig, config_path: Path | None, services: tuple[str, ...] 
     log.info("stack up: SIP %s:%d, logs in %s", config.sip.address, config.sip.port, logs)
 
 
-def start_controller(config: StackConfig) -> None:
+def start_controller(config: Config) -> None:
     config_file = (config.run_dir / "zhida.yaml").resolve()
     argv = _zhida("serve-controller", "--config", str(config_file))
     process = processes.start(config.run_dir, "controller", argv, env={"PYTHONUNBUFFERED": "1"})
@@ -208,7 +208,7 @@ def start_controller(config: StackConfig) -> None:
                          config.log_dir / "controller.log", timeout=60)
 
 
-def down(config: StackConfig) -> None:
+def down(config: Config) -> None:
     for name in reversed(SERVICES):
         if name == "rtpengine":
             _delete_all_rtpengine_calls(config)
@@ -216,7 +216,7 @@ def down(config: StackConfig) -> None:
             log.info("stopped %s", name)
 
 
-def _delete_all_rtpengine_calls(config: StackConfig) -> None:
+def _delete_all_rtpengine_calls(config: Config) -> None:
     """Live calls make rtpengine's shutdown slow and crash-prone: delete them first."""
     try:
         for call_id in ng_request(config, "list", timeout=0.5, limit="1000").get("calls", []):

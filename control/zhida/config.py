@@ -1,0 +1,197 @@
+"""zhida's configuration: one YAML file, one typed model, every value with a working single-box default.
+
+The lowest layer of the package: every service reads its settings from `Config`, `zhida up` and Ansible write
+files that `load()` reads back, and nothing else parses them. A section given in part keeps the defaults of the
+keys it leaves out; an unknown key or a value of the wrong type is refused with the key's path
+(`recognizer.listne: unknown setting`), before anything starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent.parent
+DEMO_DIR = PACKAGE_DIR / "demo"
+
+class ConfigError(ValueError):
+    """A configuration file that does not load, with every offending key's path in the message."""
+
+
+class Section(BaseModel):
+    # validate_assignment: fixtures and tools that set a value after loading are held to the same types.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SipConfig(Section):
+    address: str = "127.0.0.1"
+    port: int = Field(5060, ge=1, le=65535)
+    http_port: int = Field(5080, ge=1, le=65535)  # Kamailio's Prometheus statistics
+    rpc_port: int = Field(8090, ge=1, le=65535)
+    evapi_port: int = Field(8448, ge=1, le=65535)
+    controller_timeout_s: int = Field(30, ge=1)
+    agent_ring_timeout_ms: int = Field(15000, ge=1)
+    workers: int = Field(8, ge=1)
+    # A second SIP socket facing the agents' network ("udp:10.0.2.1:5060"); empty: agents use `address`.
+    agent_listen: str = ""
+    config_file: Path = REPO_DIR / "kamailio" / "kamailio.cfg"
+
+
+class MediaConfig(Section):
+    interface: str = "127.0.0.1"
+    ng_port: int = Field(2223, ge=1, le=65535)
+    http_port: int = Field(2225, ge=1, le=65535)
+    port_min: int = Field(30000, ge=1, le=65535)
+    port_max: int = Field(30999, ge=1, le=65535)
+    # Logical interfaces ("pub/203.0.113.5", "priv/10.0.2.1", "lo/127.0.0.1") when the media node bridges
+    # networks; empty: one interface, `interface`. The three names below pick, by role, which one faces whom.
+    interfaces: list[str] = Field(default_factory=list)
+    trunk_interface: str = ""
+    agent_interface: str = ""
+    controller_interface: str = ""
+    config_file: Path = REPO_DIR / "rtpengine" / "rtpengine.conf"
+
+
+class ControllerConfig(Section):
+    rtp_address: str = "127.0.0.1"
+    api_listen: str = "127.0.0.1:50061"
+    # Answered mode (PSTN trunks): the B2BUA's SIP port (UDP, on rtp_address); Kamailio relays those trunks' calls
+    # there and trusts INVITEs from exactly this address and port. 0: answered mode off.
+    b2bua_port: int = Field(5070, ge=0, le=65535)
+    # Kamailio's B2BUA_ANSWER_TIMEOUT: an INVITE older than this has gone to the fallback group already, and the
+    # B2BUA refuses it (a controller resuming after a stall must not answer it too).
+    b2bua_answer_timeout_ms: int = Field(5000, ge=0)
+    metrics_port: int = Field(9461, ge=0, le=65535)  # 0: no /metrics
+    # Where /metrics listens; a machine room's monitoring node needs the node's private address here.
+    metrics_address: str = "127.0.0.1"
+    # Call records (SQLAlchemy URL); empty: <run_dir>/data/zhida.db. $ZHIDA_DB_URL wins over both.
+    db_url: str = ""
+    # The CRM API's token file; empty: <run_dir>/api-tokens.yaml, created on first start. $ZHIDA_API_TOKENS wins.
+    api_tokens: Path | None = None
+    # Endpointing: the recogniser ends the utterance after this silence; the controller may decide earlier on
+    # a stable, confident partial.
+    end_silence_ms: int = Field(700, ge=0)
+    no_input_timeout_ms: int = Field(6000, ge=0)
+    max_utterance_ms: int = Field(12000, ge=0)
+    # A partial unchanged for this long, with routing confidence at or above the tenant's threshold, decides: for
+    # a noisy line where the endpointer keeps hearing "voice" after the words. A streaming model may add nothing
+    # for several chunks while the caller goes on (the test model does), so a short window cuts the
+    # caller off mid-sentence (at 160 ms the demo's complaint call was routed on "我要投诉" of "我要投诉你们的…").
+    stable_partial_ms: int = Field(1000, ge=0)
+    # ... or once the caller has paused this long after speech (then the endpointer's long silence is not waited
+    # out).
+    pause_ms: int = Field(120, ge=0)
+    # A partial decides only after this much speech: a sentence's first syllables rarely name its subject, and a
+    # streaming model's first partials are its least reliable (a pause between two words is not the end).
+    min_speech_ms: int = Field(800, ge=0)
+    prompt: str = "请用一句话描述咨询的问题"
+    reprompt: str = "抱歉，没有听清，请再说一遍"
+    # Answered mode only: said before hanging up when no agent took the call (the caller has been answered, so
+    # the carrier plays no tone of its own).
+    unavailable: str = "抱歉，现在没有空闲的坐席，请稍后再拨"
+
+
+class SpeechConfig(Section):
+    # Decoding chunk in encoder frames of 40 ms: smaller gives partials (and decisions) sooner for more CPU.
+    chunk_size: int = Field(4, ge=1)
+    # onnx and onnx-int8 need `zhida models export-onnx`
+    backend: Literal["paddle", "onnx", "onnx-int8"] = "paddle"
+    max_streams: int = Field(64, ge=1)
+
+
+class ServiceConfig(Section):
+    """A gRPC service of the stack: where it listens, and where the controller reaches it."""
+
+    listen: str = "127.0.0.1:0"
+    # Where the controller reaches the service (a gRPC target: "host:port", "ipv4:a:p,b:p", "dns:///name");
+    # empty: `listen`. Remote recogniser workers are listed here.
+    target: str = ""
+
+    @property
+    def client_target(self) -> str:
+        return self.target or self.listen
+
+
+# One class per service so that a section given in part (`recognizer: {target: …}`) keeps its own listen default.
+class RecognizerServiceConfig(ServiceConfig):
+    listen: str = "127.0.0.1:50051"
+
+
+class RoutingServiceConfig(ServiceConfig):
+    listen: str = "127.0.0.1:50052"
+
+
+class Config(Section):
+    run_dir: Path = Path("run")
+    platform_file: Path = DEMO_DIR / "platform.yaml"
+    # Tenants' routing files written at run time (uploads, learned rules); the packaged demo tenant is the
+    # routing service's built-in default, so nothing is ever written into the package.
+    # (default: <run_dir>/data/tenants)
+    tenants_dir: Path | None = None
+    model_dir: Path | None = None
+    # The directory (agents, numbers, trunks) as a SQLAlchemy URL; empty: Kamailio's SQLite file in the run dir.
+    # Several SIP edge nodes share one PostgreSQL database here.
+    directory_url: str = ""
+    sip: SipConfig = Field(default_factory=SipConfig)
+    media: MediaConfig = Field(default_factory=MediaConfig)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
+    recognizer: RecognizerServiceConfig = Field(default_factory=RecognizerServiceConfig)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
+    routing: RoutingServiceConfig = Field(default_factory=RoutingServiceConfig)
+
+    @property
+    def kamailio_db(self) -> Path:
+        return (self.run_dir / "data" / "kamailio.sqlite").resolve()
+
+    @property
+    def directory_db_url(self) -> str:
+        return self.directory_url or f"sqlite:///{self.kamailio_db}"
+
+    @property
+    def routing_tenants_dir(self) -> Path:
+        return self.tenants_dir or self.run_dir / "data" / "tenants"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "log"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False)
+
+
+def parse(data: Any, source: str = "<config>") -> Config:
+    """The whole tree validated; ConfigError naming every bad key's path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the configuration must be a mapping, not {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + "; ".join(_describe(error) for error in exc.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "<root>"
+    if error["type"] == "extra_forbidden":
+        return f"{path}: unknown setting"
+    return f"{path}: {error['msg']} (got {error.get('input')!r:.60})"
+
+
+def load(path: Path | None) -> Config:
+    """The file's configuration over the defaults; the defaults alone when `path` is None."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not YAML: {exc}") from None
+    return parse(data, str(path))
