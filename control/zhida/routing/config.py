@@ -22,6 +22,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from zhida.routing.disambiguation import DisambiguationConfig
+from zhida.routing.semantic_model import SemanticArrays, SemanticModelError, SemanticSettings, read_model
+
 DEFAULT_THRESHOLD = 0.6
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -72,6 +75,9 @@ class RouteConfig:
     learned_words: dict[str, float] = field(default_factory=dict)
     learned_phrases: dict[str, float] = field(default_factory=dict)
     learned_tags: dict[str, float] = field(default_factory=dict)
+    label: str = ""  # spoken name in the disambiguation question (default: the route name)
+    examples: list[str] = field(default_factory=list)  # sentences matched by meaning (sentence encoder)
+    learned_examples: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -105,6 +111,9 @@ class TenantConfig:
     synonyms: dict[str, list[str]] = field(default_factory=dict)
     negation: NegationConfig = field(default_factory=NegationConfig)
     description: str = ""
+    semantic: SemanticSettings | None = None  # None: no route has examples and no model is named
+    semantic_arrays: SemanticArrays | None = None  # the learned model file, read and checked
+    disambiguation: DisambiguationConfig | None = None
     source: str = "<string>"
     version: str = ""  # content hash of the YAML text
     raw: dict[str, Any] = field(default_factory=dict)  # the validated document, for rewriting
@@ -250,6 +259,9 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
             learned_words=_weights(learned.get("words")),
             learned_phrases=_weights(learned.get("phrases")),
             learned_tags=_weights(learned.get("tags")),
+            label=str(r.get("label", "")).strip() or str(name),
+            examples=[str(e).strip() for e in r.get("examples", [])],
+            learned_examples=[str(e).strip() for e in learned.get("examples", [])],
         )
         for i, spec in enumerate(r.get("hours", [])):
             try:
@@ -313,6 +325,20 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
                 raise fail(["synonyms", canon], f"synonyms: {v!r} is a variant of both {owner[v]!r} and {canon!r}")
             owner[v] = canon
 
+    semantic, semantic_arrays = _semantic(doc, routes, source, fail)
+    dis = doc.get("disambiguation")
+    disambiguation = (
+        DisambiguationConfig(**{k: (tuple(v) if k == "neither" else v) for k, v in dis.items()})
+        if dis is not None
+        else None
+    )
+    if disambiguation is not None:
+        try:
+            disambiguation.ask("A", "B")
+        except (KeyError, IndexError, ValueError) as exc:
+            reason = f"disambiguation/question: write the labels as {{a}} and {{b}} ({exc})"
+            raise fail(["disambiguation", "question"], reason) from None
+
     return TenantConfig(
         tenant=tenant,
         routes=routes,
@@ -326,10 +352,41 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
         synonyms=synonyms,
         negation=negation,
         description=doc.get("description", ""),
+        semantic=semantic,
+        semantic_arrays=semantic_arrays,
+        disambiguation=disambiguation,
         source=source,
         version=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
         raw=doc,
     )
+
+
+def _semantic(
+    doc: dict[str, Any], routes: dict[str, RouteConfig], source: str, fail: Any
+) -> tuple[SemanticSettings | None, SemanticArrays | None]:
+    """The `semantic:` block and its model file, checked against the routes."""
+    block = doc.get("semantic")
+    has_examples = any(r.examples or r.learned_examples for r in routes.values())
+    if block is None and not has_examples:
+        return None, None
+    settings = SemanticSettings(**(block or {}))
+    if not settings.model:
+        return settings, None
+    path = Path(settings.model)
+    if not path.is_absolute():
+        if source.startswith("<"):
+            raise fail(["semantic", "model"], "semantic/model: a relative path needs the tenant file's directory")
+        path = Path(source).parent / path
+    try:
+        arrays = read_model(path, settings.model_sha256)
+    except SemanticModelError as exc:
+        raise fail(["semantic", "model"], f"semantic/model: {exc}") from None
+    if arrays.encoder != settings.encoder:
+        raise fail(["semantic", "model"], f"semantic/model: made with {arrays.encoder!r}, not {settings.encoder!r}")
+    unknown = [r for r in arrays.routes if r not in routes]
+    if unknown:
+        raise fail(["semantic", "model"], f"semantic/model: routes {unknown} are not in this file")
+    return settings, arrays
 
 
 def load_config_file(path: str | Path, expect_tenant: str | None = None) -> TenantConfig:

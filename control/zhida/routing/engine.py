@@ -18,11 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from zhida.routing.config import RouteConfig, TenantConfig
+from zhida.routing.disambiguation import NEITHER, read_answer
 from zhida.routing.features import PHRASE, TAG, WORD, negated_mask, occurrences, sounds
+from zhida.routing.semantic import Semantic
 from zhida.understanding.analyzer import Word
 
 ROUTE, REPROMPT, FALLBACK, AFTER_HOURS = "route", "reprompt", "fallback", "after_hours"
+DISAMBIGUATE = "disambiguate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +35,9 @@ class Contribution:
     term: str  # as written in the config: 维修, tag:ORG, bias
     route: str
     weight: float
-    kind: str  # word, phrase, tag, synonym:<variant>, negated:<kind>, bias; "learned " prefix when learned
+    kind: str  # word, phrase, tag, synonym:<variant>, negated:<kind>, example, meaning, label, bias;
+    # "learned " prefix when learned
+    similarity: float = 0.0  # for an example: its cosine similarity to the sentence
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Decision:
     runner_up_confidence: float = 0.0
     dtmf_menu: list[tuple[str, str, str]] = field(default_factory=list)  # (digit, route, group)
     reason: str = ""
+    candidates: list[tuple[str, str, str]] = field(default_factory=list)  # DISAMBIGUATE: (route, label, group)
+    question: str = ""  # DISAMBIGUATE: what to ask the caller
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form (the CLI's output)."""
@@ -55,7 +64,11 @@ class Decision:
             "group": self.group,
             "score": round(self.score, 4),
             "confidence": round(self.confidence, 4),
-            "explanation": [{"term": c.term, "weight": round(c.weight, 4), "kind": c.kind} for c in self.explanation],
+            "explanation": [
+                {"term": c.term, "weight": round(c.weight, 4), "kind": c.kind}
+                | ({"similarity": round(c.similarity, 4)} if c.similarity else {})
+                for c in self.explanation
+            ],
             "announcement": self.announcement,
             "runner_up": {"route": self.runner_up_route, "confidence": round(self.runner_up_confidence, 4)},
             **(
@@ -64,6 +77,14 @@ class Decision:
                 else {}
             ),
             **({"reason": self.reason} if self.reason else {}),
+            **(
+                {
+                    "question": self.question,
+                    "candidates": [{"route": r, "label": lab, "group": g} for r, lab, g in self.candidates],
+                }
+                if self.candidates
+                else {}
+            ),
         }
 
 
@@ -92,9 +113,13 @@ def _merged(hand: dict[str, float], learned: dict[str, float]) -> dict[str, tupl
 class Engine:
     """One tenant's compiled rules; immutable, safe to share between threads."""
 
-    def __init__(self, config: TenantConfig) -> None:
+    def __init__(self, config: TenantConfig, semantic: Semantic | None = None) -> None:
         self.config = config
         self.routes: list[RouteConfig] = list(config.routes.values())
+        self.index = {r.name: i for i, r in enumerate(self.routes)}
+        if semantic is None and config.semantic is not None:
+            semantic = Semantic(config, [r.name for r in self.routes])
+        self.semantic = semantic
         self.bias = [r.bias + r.learned_bias for r in self.routes]
         self._table: dict[tuple[str, str], list[_Entry]] = {}
         # Hand-written phrases by their sound, to survive homophone recognition errors (see `sound_match`).
@@ -199,10 +224,39 @@ class Engine:
         name = self.routes[route].name
         return [Contribution(e.label, name, w, kind) for e, w, kind in hits if e.route == route]
 
+    def _evaluate(
+        self, text: str, words: Sequence[Word], vector: np.ndarray | None = None
+    ) -> tuple[list[float], list[tuple[_Entry, float, str]], _Meaning | None]:
+        """Route scores: terms, plus the meaning rules when the tenant has them."""
+        scores, hits = self._match(text, words)
+        if self.semantic is None:
+            return scores, hits, None
+        v = self.semantic.vector(text) if vector is None else vector
+        ex, layer, order = self.semantic.score(v)
+        scores = [s + float(a) + float(b) for s, a, b in zip(scores, ex, layer, strict=True)]
+        return scores, hits, _Meaning(v, ex, layer, order)
+
+    def _explain_all(
+        self, hits: list[tuple[_Entry, float, str]], meaning: _Meaning | None, route: int
+    ) -> list[Contribution]:
+        """Every contribution to `route`, the largest first, bias last."""
+        out = self._explain(hits, route)
+        name = self.routes[route].name
+        if meaning is not None and self.semantic is not None:
+            if self.semantic.has_layer:
+                out.append(Contribution("meaning", name, float(meaning.layer[route]), "learned meaning"))
+            for m in self.semantic.matches(meaning.vector, meaning.order[route]):
+                kind = "learned example" if m.learned else "example"
+                out.append(Contribution(m.text, name, m.contribution, kind, m.similarity))
+        out.sort(key=lambda c: -abs(c.weight))
+        if self.bias[route]:
+            out.append(Contribution("bias", name, self.bias[route], "bias"))
+        return out
+
     def score(self, text: str, words: Sequence[Word]) -> tuple[list[float], list[list[Contribution]]]:
         """Score of every route and the contributions behind it."""
-        scores, hits = self._match(text, words)
-        return scores, [self._explain(hits, i) for i in range(len(self.routes))]
+        scores, hits, meaning = self._evaluate(text, words)
+        return scores, [self._explain_all(hits, meaning, i) for i in range(len(self.routes))]
 
     def _is_open(self, route: RouteConfig, at: datetime | None) -> bool:
         if not route.hours:
@@ -211,17 +265,44 @@ class Engine:
         t, day = now.time(), now.weekday()
         return any(s.day == day and s.start <= t < s.end for s in route.hours)
 
-    def decide(self, text: str, words: Sequence[Word], attempt: int = 1, at: datetime | None = None) -> Decision:
-        """The routing decision for one (partial or final) sentence."""
+    def check_candidates(self, candidates: Sequence[str]) -> list[int]:
+        """Route indexes of a disambiguation answer's candidates; ValueError naming an unknown one."""
+        out = []
+        for name in candidates:
+            if name not in self.index:
+                raise ValueError(f"candidates: unknown route {name!r}")
+            out.append(self.index[name])
+        if len(set(out)) < 2:
+            raise ValueError("candidates: name two different routes (those of the DISAMBIGUATE decision)")
+        return out
+
+    def decide(
+        self,
+        text: str,
+        words: Sequence[Word],
+        attempt: int = 1,
+        at: datetime | None = None,
+        candidates: Sequence[str] = (),
+        vector: np.ndarray | None = None,
+    ) -> Decision:
+        """The routing decision for one (partial or final) sentence.
+
+        candidates: the routes of a DISAMBIGUATE decision, when `text` is the caller's answer to its
+        question (`attempt` is then the attempt of the sentence that was disambiguated).
+        """
         cfg = self.config
-        scores, hits = self._match(text, words)
-        probs = self._softmax(scores)
-        order = sorted(range(len(scores)), key=lambda i: -probs[i])
+        allowed = self.check_candidates(candidates) if candidates else None
+        if allowed is not None:
+            labels = {self.routes[i].name: self.routes[i].label for i in allowed}
+            neither = cfg.disambiguation.neither if cfg.disambiguation else ()
+            chosen = read_answer(text, labels, neither)
+            if chosen is not None:
+                return self._answered(chosen, text, attempt, at)
+        scores, hits, meaning = self._evaluate(text, words, vector)
+        probs = self._softmax(scores, allowed)
+        order = sorted(allowed if allowed is not None else range(len(scores)), key=lambda i: -probs[i])
         best = order[0]
         route = self.routes[best]
-        explanation = sorted(self._explain(hits, best), key=lambda c: -abs(c.weight))
-        if self.bias[best]:
-            explanation.append(Contribution("bias", route.name, self.bias[best], "bias"))
         runner = order[1] if len(order) > 1 else None
         d = Decision(
             kind=ROUTE,
@@ -229,7 +310,7 @@ class Engine:
             group=route.group,
             score=scores[best],
             confidence=probs[best],
-            explanation=explanation,
+            explanation=self._explain_all(hits, meaning, best),
             announcement=route.announcement,
             runner_up_route=self.routes[runner].name if runner is not None else "",
             runner_up_confidence=probs[runner] if runner is not None else 0.0,
@@ -241,37 +322,93 @@ class Engine:
                 if n_chars < cfg.min_chars
                 else f"confidence {d.confidence:.2f} below threshold {cfg.threshold:.2f}"
             )
-            d.announcement = ""
-            if attempt <= cfg.fallback.reprompts:
-                d.kind, d.group, d.announcement = REPROMPT, "", cfg.fallback.reprompt_announcement
-            else:
-                d.kind, d.group, d.announcement = FALLBACK, cfg.fallback.group, cfg.fallback.announcement
-                if cfg.fallback.then == "dtmf":
-                    d.dtmf_menu = [
-                        (digit, r, cfg.routes[r].group) for digit, r in sorted(cfg.fallback.dtmf_menu.items())
-                    ]
+            dis = cfg.disambiguation
+            if (
+                allowed is None
+                and dis is not None
+                and runner is not None
+                and n_chars >= cfg.min_chars
+                and dis.eligible(d.confidence, d.runner_up_confidence)
+            ):
+                a, b = route, self.routes[runner]
+                d.kind, d.group, d.announcement = DISAMBIGUATE, "", ""
+                d.candidates = [(a.name, a.label, a.group), (b.name, b.label, b.group)]
+                d.question = dis.ask(a.label, b.label)
+                return d
+            self._ladder(d, attempt)
             return d
+        self._check_hours(d, route, at)
+        return d
+
+    def _ladder(self, d: Decision, attempt: int) -> None:
+        """Unsure: re-prompt while attempts are left, then the fallback."""
+        cfg = self.config
+        d.announcement = ""
+        if attempt <= cfg.fallback.reprompts:
+            d.kind, d.group, d.announcement = REPROMPT, "", cfg.fallback.reprompt_announcement
+        else:
+            d.kind, d.group, d.announcement = FALLBACK, cfg.fallback.group, cfg.fallback.announcement
+            if cfg.fallback.then == "dtmf":
+                d.dtmf_menu = [(digit, r, cfg.routes[r].group) for digit, r in sorted(cfg.fallback.dtmf_menu.items())]
+
+    def _check_hours(self, d: Decision, route: RouteConfig, at: datetime | None) -> None:
         if not self._is_open(route, at):
             d.kind = AFTER_HOURS
             target = route.after_hours
-            d.group = target.group if target else cfg.fallback.group
-            d.announcement = target.announcement if target else cfg.fallback.announcement
+            d.group = target.group if target else self.config.fallback.group
+            d.announcement = target.announcement if target else self.config.fallback.announcement
             d.reason = f"route {route.name!r} is closed now"
+
+    def _answered(self, chosen: str, text: str, attempt: int, at: datetime | None) -> Decision:
+        """The caller named one of the two routes, or neither."""
+        if chosen == NEITHER:
+            d = Decision(kind=REPROMPT, route="", group="", score=0.0, confidence=0.0,
+                         reason="the caller chose neither route" if text.strip() else "no answer")
+            self._ladder(d, attempt)
+            return d
+        route = self.config.routes[chosen]
+        d = Decision(
+            kind=ROUTE,
+            route=route.name,
+            group=route.group,
+            score=0.0,
+            confidence=1.0,
+            explanation=[Contribution(route.label, route.name, 0.0, "label")],
+            announcement=route.announcement,
+            reason="the caller chose it when asked",
+        )
+        self._check_hours(d, route, at)
         return d
 
-    def _softmax(self, scores: list[float]) -> list[float]:
+    def _softmax(self, scores: list[float], allowed: Sequence[int] | None = None) -> list[float]:
         """Route probabilities; with `unsure_score`, an implicit "not sure yet" alternative takes its share.
 
         That alternative never wins a route, it only keeps a sentence (or a prefix of one) with little
         evidence below the threshold: one weak term is not enough, a decisive one or several are.
+        `allowed`: only these routes compete (the others get 0).
         """
         unsure = self.config.unsure_score
-        top = max(scores) if unsure is None else max(*scores, unsure)
-        exps = [math.exp(s - top) for s in scores]
+        live = range(len(scores)) if allowed is None else allowed
+        top = max(scores[i] for i in live)
+        if unsure is not None:
+            top = max(top, unsure)
+        exps = [0.0] * len(scores)
+        for i in live:
+            exps[i] = math.exp(scores[i] - top)
         total = sum(exps) + (math.exp(unsure - top) if unsure is not None else 0.0)
         return [e / total for e in exps]
 
-    def probabilities(self, text: str, words: Sequence[Word]) -> dict[str, float]:
+    def probabilities(
+        self, text: str, words: Sequence[Word], vector: np.ndarray | None = None
+    ) -> dict[str, float]:
         """Probability of each route (for evaluation and tuning)."""
-        scores, _ = self._match(text, words)
+        scores, _, _ = self._evaluate(text, words, vector)
         return {r.name: p for r, p in zip(self.routes, self._softmax(scores), strict=True)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Meaning:
+    vector: np.ndarray
+    examples: np.ndarray  # per route: example_weight × mean nearest similarity
+    layer: np.ndarray  # per route: learned layer · vector
+    order: list[np.ndarray]  # per route: its example rows, nearest first

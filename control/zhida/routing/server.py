@@ -75,7 +75,7 @@ def serve(
     store = TenantStore(tenants, analyzer, extra_dirs=[packaged_demo_dir()] if include_demo else [])
     for tenant, err in store.reload_all().items():
         log.error("tenant %s not loaded: %s", tenant, err)
-    store.analyzer.load()
+    store.load_models()
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="routing"),

@@ -192,6 +192,18 @@ class TenantStore:
             raise UnknownTenant(tenant)
         return rules
 
+    def load_models(self) -> None:
+        """Load LAC, and the sentence encoder when a tenant uses it, before serving.
+
+        A missing or broken encoder raises `EncoderError` here, at start, rather than on a caller's
+        sentence.
+        """
+        self.analyzer.load()
+        if any(r.engine.semantic is not None for r in self._tenants.values()):
+            from zhida.understanding.encoder import get_encoder
+
+            get_encoder().load()
+
     def analyze(self, tenant: str, texts: Sequence[str]) -> list[list[Word]]:
         rules = self.get(tenant)
         return self.analyzer.analyze_many(texts, rules.dictionary)
@@ -203,9 +215,13 @@ class TenantStore:
         words: Sequence[Word] | None = None,
         attempt: int = 1,
         at: datetime | None = None,
+        candidates: Sequence[str] = (),
     ) -> tuple[Decision, list[Word]]:
-        """Segment (unless `words` are given) and decide."""
+        """Segment (unless `words` are given) and decide; `candidates`: see `Engine.decide`."""
         rules = self.get(tenant)
+        if candidates:
+            rules.engine.check_candidates(candidates)  # before spending LAC on a request that will fail
         if words is None:
             words = self.analyzer.analyze(text, rules.dictionary)
-        return rules.engine.decide(text, words, attempt=max(1, attempt), at=at), list(words)
+        decision = rules.engine.decide(text, words, attempt=max(1, attempt), at=at, candidates=candidates)
+        return decision, list(words)
