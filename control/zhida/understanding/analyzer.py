@@ -1,10 +1,15 @@
-"""One LAC model per process, shared by every tenant.
+"""One LAC model per process, shared by every tenant and every `Analyzer`.
 
 LAC's model is ~365 MB of RSS and takes about a second to import (paddle), so it is loaded lazily, once, on
 first use.  A tenant's custom dictionary is only a small post-processing step in LAC (an Aho-Corasick style
 prefix tree that rewrites the CRF tags), so tenants share the model and each brings its own `Dictionary`,
-swapped in under a lock for the duration of one call.  LAC's predictor is not thread-safe anyway; the lock
-serialises calls and batching (`analyze_many`) is what buys throughput.
+swapped in under a lock for the duration of one call.  The lock also serialises the predictor, which is not
+re-entrant (LAC keeps per-call state on its model object); batching (`analyze_many`) is what buys throughput.
+
+The predictor is process-wide rather than per `Analyzer`: every predictor of a process shares paddle's global
+kernel registry, so two of them running at once on two threads is the race the threaded servers crashed on
+(`paddle_compat` explains it and why oneDNN is off).  One predictor behind one lock makes that impossible
+whatever the number of analyzers, stores or server threads.
 """
 
 from __future__ import annotations
@@ -60,19 +65,34 @@ class Dictionary:
         return self._custom
 
 
-class Analyzer:
-    """Segments and tags sentences with LAC; thread-safe; loads the model on first use."""
+class _ProcessLac:
+    """The process's one LAC predictor and the lock every use of it holds."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._lac: Any = None
 
-    def _model(self) -> Any:
+    def model(self) -> Any:
+        """The LAC object, built on first use; call with `lock` held."""
         if self._lac is None:
             from zhida.understanding.paddle_compat import import_lac
 
             self._lac = import_lac()(mode="lac")
         return self._lac
+
+
+_process_lac = _ProcessLac()
+
+
+class Analyzer:
+    """Segments and tags sentences with LAC; thread-safe; loads the model on first use."""
+
+    def __init__(self) -> None:
+        self._lac = _process_lac
+        self._lock = self._lac.lock
+
+    def _model(self) -> Any:
+        return self._lac.model()
 
     def load(self) -> None:
         """Load the model now (servers call this at start so the first call is not slow)."""

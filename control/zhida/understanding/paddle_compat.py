@@ -5,6 +5,14 @@ LAC imports `paddle.fluid` and `paddle.fluid.core`, which paddle removed in 2.6;
 LAC only uses the inference predictor API (`AnalysisConfig`, `create_paddle_predictor`, `PaddleTensor`), which
 `paddle.base.core` still provides, and the output is identical on paddle 3.0-3.3.
 
+LAC's predictor is also built here with paddle's oneDNN (MKLDNN) kernels switched off.  Paddle 3.0 turns them on
+by default for CPU inference, and with them the predictor is not safe in a threaded server even when one lock
+serialises every call: oneDNN keeps per-thread primitive caches keyed by the thread's id, and picking a oneDNN
+kernel inserts into paddle's global kernel map (`KernelFactory::SelectKernelMap`), whose rehash under another
+thread's lookup corrupts the heap.  A routing server hit by 8 client threads aborted ("corrupted double-linked
+list", SIGSEGV in `OneDNNContext::SetOutputsName`) or returned other words; with oneDNN off the same load runs clean,
+and LAC's small BiGRU-CRF is faster without it (docs/routing.md, "LAC and threads").
+
 This is the only place in zhida that knows about the alias.  Importing it imports paddle (slow, ~1-2 s), so
 import it lazily, right before LAC.
 """
@@ -12,6 +20,7 @@ import it lazily, right before LAC.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 def install() -> None:
@@ -28,8 +37,19 @@ def install() -> None:
 
 
 def import_lac() -> type:
-    """Return the `LAC.LAC` class, installing the alias first."""
+    """Return the `LAC.LAC` class, installing the alias first; its predictors are built without oneDNN."""
     install()
+    import LAC.models as lac_models
     from LAC import LAC
 
+    lac_models.AnalysisConfig = _analysis_config_without_onednn
     return LAC
+
+
+def _analysis_config_without_onednn(model_dir: str) -> Any:
+    """LAC's inference config, as LAC builds it, with oneDNN kernels off (see the module docstring)."""
+    from paddle.base.core import AnalysisConfig
+
+    config = AnalysisConfig(model_dir)
+    config.disable_mkldnn()
+    return config
