@@ -106,3 +106,18 @@ def test_lac_predictor_is_built_without_onednn() -> None:
 
     model_dir = os.path.join(os.path.dirname(LAC.__file__), "lac_model", "model")
     assert LAC.models.AnalysisConfig(model_dir).mkldnn_enabled() is False
+
+
+def test_validating_a_tenant_file_does_not_load_paddle() -> None:
+    """The admin API validates uploads in the controller, which must not grow by paddle's ~350 MB."""
+    code = (
+        "import sys\n"
+        "from zhida.routing.config import load_config\n"
+        "from zhida.routing.store import packaged_demo_dir\n"
+        "text = (packaged_demo_dir() / 'demo.yaml').read_text('utf-8')\n"
+        "config = load_config(text, source='demo.yaml', expect_tenant='demo')\n"
+        "assert config.dictionary, 'the demo tenant has a dictionary to validate'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'LAC')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"

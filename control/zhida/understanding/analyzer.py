@@ -42,27 +42,39 @@ class Dictionary:
     """
 
     def __init__(self, entries: Iterable[str]) -> None:
+        self.entries = tuple(e.strip() for e in entries if e.strip())
+        for entry in self.entries:
+            phrase = "".join(p.rsplit("/", 1)[0] if p.rfind("/") >= 1 else p for p in entry.split())
+            if len(phrase) < 2 and "/" not in entry:
+                raise DictionaryError(f"entry {entry!r}: an untagged entry needs at least two characters")
+        # Built on first use: LAC's package imports paddle (~350 MB), which validating a tenant file (the admin
+        # API, `zhida rules check`) must not load into the process.
+        self._custom: Any = None
+        self._built = False
+        self._build_lock = threading.Lock()
+
+    @property
+    def customization(self) -> Any:
+        """LAC's `Customization` object, or None for an empty dictionary."""
+        with self._build_lock:
+            if not self._built:
+                self._custom = self._build()
+                self._built = True
+        return self._custom
+
+    def _build(self) -> Any:
         from zhida.understanding.paddle_compat import install
 
         install()
         from LAC.custom import Customization
 
-        self.entries = tuple(e.strip() for e in entries if e.strip())
-        self._custom: Any = Customization()
+        custom = Customization()
         for entry in self.entries:
-            phrase = "".join(p.rsplit("/", 1)[0] if p.rfind("/") >= 1 else p for p in entry.split())
-            if len(phrase) < 2 and "/" not in entry:
-                raise DictionaryError(f"entry {entry!r}: an untagged entry needs at least two characters")
-            self._custom.add_word(entry)
-        if self._custom.ac is not None:
-            self._custom.ac.make()
-        else:
-            self._custom = None
-
-    @property
-    def customization(self) -> Any:
-        """LAC's `Customization` object, or None for an empty dictionary."""
-        return self._custom
+            custom.add_word(entry)
+        if custom.ac is None:
+            return None
+        custom.ac.make()
+        return custom
 
 
 class _ProcessLac:
