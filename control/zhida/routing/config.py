@@ -22,6 +22,15 @@ from typing import Any
 import jsonschema
 import yaml
 
+from zhida.routing.callplan import (
+    CallerRule,
+    GatherConfig,
+    HumanConfig,
+    PlanError,
+    parse_callers,
+    parse_gather,
+    parse_human,
+)
 from zhida.routing.disambiguation import DisambiguationConfig
 from zhida.routing.semantic_model import SemanticArrays, SemanticModelError, SemanticSettings, read_model
 
@@ -110,6 +119,9 @@ class TenantConfig:
     dictionary: list[str] = field(default_factory=list)
     synonyms: dict[str, list[str]] = field(default_factory=dict)
     negation: NegationConfig = field(default_factory=NegationConfig)
+    gather: GatherConfig = field(default_factory=GatherConfig)
+    human: HumanConfig = field(default_factory=lambda: HumanConfig(group="operator"))
+    callers: list[CallerRule] = field(default_factory=list)  # first match wins
     description: str = ""
     semantic: SemanticSettings | None = None  # None: no route has examples and no model is named
     semantic_arrays: SemanticArrays | None = None  # the learned model file, read and checked
@@ -317,6 +329,17 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
         except DictionaryError as exc:
             raise fail(["dictionary"], f"dictionary: {exc}") from None
 
+    try:
+        gather = parse_gather(doc.get("gather", {}))
+        human = parse_human(doc.get("human", {}), fallback.group)
+        callers = parse_callers(doc.get("callers", []))
+    except PlanError as exc:
+        raise fail(exc.path, exc.reason, key=exc.key) from None
+    target = fallback.dtmf_menu.get(human.key) if human.key else None
+    if target is not None and routes[target].group != human.group:
+        raise fail(["fallback", "dtmf_menu", human.key], f"fallback/dtmf_menu/{human.key}: the human key "
+                   f"(human/key) leads to group {human.group!r}, not to route {target!r}", key=True)
+
     synonyms = {str(k): [str(v) for v in vs] for k, vs in doc.get("synonyms", {}).items()}
     owner: dict[str, str] = {}
     for canon, variants in synonyms.items():
@@ -351,6 +374,9 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
         dictionary=dictionary,
         synonyms=synonyms,
         negation=negation,
+        gather=gather,
+        human=human,
+        callers=callers,
         description=doc.get("description", ""),
         semantic=semantic,
         semantic_arrays=semantic_arrays,

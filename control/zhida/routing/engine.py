@@ -55,6 +55,7 @@ class Decision:
     reason: str = ""
     candidates: list[tuple[str, str, str]] = field(default_factory=list)  # DISAMBIGUATE: (route, label, group)
     question: str = ""  # DISAMBIGUATE: what to ask the caller
+    human: bool = False  # the caller asked for a person: `group` is the tenant's human group, whatever `kind` said
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form (the CLI's output)."""
@@ -77,6 +78,7 @@ class Decision:
                 else {}
             ),
             **({"reason": self.reason} if self.reason else {}),
+            **({"human": True} if self.human else {}),
             **(
                 {
                     "question": self.question,
@@ -285,7 +287,45 @@ class Engine:
         candidates: Sequence[str] = (),
         vector: np.ndarray | None = None,
     ) -> Decision:
-        """The routing decision for one (partial or final) sentence.
+        """The routing decision for one (partial or final) sentence; a caller who asks for a person ("转人工",
+        a word tagged INTENT_HUMAN, not negated) goes to the human group whatever the routes say."""
+        d = self._decide(text, words, attempt, at, candidates, vector)
+        asked = self.asks_for_person(text, words)
+        if asked:
+            human = self.config.human
+            d.kind, d.group, d.human, d.announcement = ROUTE, human.group, True, ""
+            d.candidates, d.question, d.dtmf_menu = [], "", []
+            d.reason = f"the caller asks for a person ({asked})"
+        return d
+
+    def asks_for_person(self, text: str, words: Sequence[Word]) -> str:
+        """The human phrase or tag the sentence holds outside a negation's scope ("" when none)."""
+        human = self.config.human
+        if not human.phrases and not human.tags:
+            return ""
+        lowered = text.lower()
+        mask = negated_mask(lowered, self._neg_cues, self.config.negation.window)
+        for phrase in human.phrases:
+            at = lowered.find(phrase.lower())
+            while at != -1:
+                if not mask[at]:
+                    return phrase
+                at = lowered.find(phrase.lower(), at + 1)
+        for word in words:
+            if word.tag in human.tags and not (word.start < len(mask) and mask[word.start]):
+                return f"tag:{word.tag}"
+        return ""
+
+    def _decide(
+        self,
+        text: str,
+        words: Sequence[Word],
+        attempt: int,
+        at: datetime | None,
+        candidates: Sequence[str],
+        vector: np.ndarray | None,
+    ) -> Decision:
+        """The decision by the routes' rules alone.
 
         candidates: the routes of a DISAMBIGUATE decision, when `text` is the caller's answer to its
         question (`attempt` is then the attempt of the sentence that was disambiguated).
