@@ -26,11 +26,12 @@ def _fail(message: str) -> int:
 def _store(args: argparse.Namespace, tenant: str) -> Any:
     from zhida.routing.config import ConfigError
     from zhida.routing.store import TenantStore, default_tenants_dir, packaged_demo_dir
+    from zhida.understanding.encoder import EncoderError
 
     store = TenantStore(args.tenants or default_tenants_dir(), extra_dirs=[packaged_demo_dir()])
     try:
         store.reload(tenant)
-    except ConfigError as exc:
+    except (ConfigError, EncoderError) as exc:
         raise SystemExit(_fail(str(exc))) from None
     except KeyError:
         where = args.tenants or default_tenants_dir()
@@ -86,6 +87,7 @@ def cmd_rules_learn(args: argparse.Namespace) -> int:
     try:
         check_tenant_name(args.tenant)
         examples = read_tsv(args.file)
+        catalogue = read_tsv(args.catalogue) if args.catalogue else []
     except (ValueError, DatasetError) as exc:
         return _fail(str(exc))
     out_dir = Path(args.tenants or default_tenants_dir())
@@ -96,24 +98,36 @@ def cmd_rules_learn(args: argparse.Namespace) -> int:
             base = load_config_file(out, expect_tenant=args.tenant)
         except ConfigError as exc:
             return _fail(f"the existing tenant file is broken, fix or remove it first: {exc}")
-    text, report = learn(
-        examples,
-        args.tenant,
-        get_analyzer(),
-        base=base,
-        c_grid=[float(c) for c in args.c.split(",")],
-        folds=args.folds,
-        max_wrong=args.max_wrong,
-        prune=args.prune,
-        source_name=Path(args.file).name,
-        augment_cer=args.augment_cer,
-        seed=args.seed,
-    )
+    from zhida.understanding.encoder import EncoderError
+
+    try:
+        learned = learn(
+            examples,
+            args.tenant,
+            get_analyzer(),
+            base=base,
+            c_grid=[float(c) for c in args.c.split(",")],
+            folds=args.folds,
+            max_wrong=args.max_wrong,
+            prune=args.prune,
+            source_name=Path(args.file).name,
+            augment_cer=args.augment_cer,
+            seed=args.seed,
+            catalogue=catalogue,
+            meaning=not args.no_meaning,
+        )
+    except EncoderError as exc:
+        return _fail(str(exc))
+    from zhida.routing.semantic_model import write_bytes_atomically
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".yaml.tmp")
-    tmp.write_text(text, "utf-8")
-    tmp.replace(out)
-    _print({"file": str(out), **report.to_dict()})
+    written = {}
+    if learned.model:  # the model first: the YAML names it by its hash
+        model_path = out_dir / learned.model_name
+        write_bytes_atomically(model_path, learned.model)
+        written["model"] = str(model_path)
+    write_bytes_atomically(out, learned.text.encode("utf-8"))
+    _print({"file": str(out), **written, **learned.report.to_dict()})
     return 0
 
 
@@ -139,9 +153,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     from zhida.routing.server import install_sighup, serve
+    from zhida.understanding.encoder import EncoderError
 
     watch = args.watch_interval or None
-    server = serve(args.listen, args.tenants, include_demo=not args.no_demo, watch_interval=watch)
+    try:
+        server = serve(args.listen, args.tenants, include_demo=not args.no_demo, watch_interval=watch)
+    except EncoderError as exc:
+        return _fail(str(exc))
     install_sighup(server.store)
     ready: dict[str, Any] = {
         "listening": args.listen.rsplit(":", 1)[0] + f":{server.port}",
@@ -203,6 +221,16 @@ def register(sub: Any) -> None:
     )
     learn.add_argument("--seed", type=int, default=0, help="seed of --augment-cer")
     learn.add_argument("--prune", type=float, default=0.02, help="drop learned weights smaller than this")
+    learn.add_argument(
+        "--catalogue",
+        help="TSV of the tenant's known questions (`text` and `group` or `subject`): learned from and kept as "
+        "examples, also where no caller wording of a question is labelled",
+    )
+    learn.add_argument(
+        "--no-meaning",
+        action="store_true",
+        help="learn term weights only (no sentence-encoder layer, no examples)",
+    )
     learn.add_argument("file", help="TSV with `text` and `group` (or UnionPay `subject`), optional `faq_id`")
     learn.set_defaults(func=cmd_rules_learn)
 

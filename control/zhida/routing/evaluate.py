@@ -15,8 +15,11 @@ With `reprompt_paraphrases`, a `calls` block also follows each sentence through 
 first sentence is decided as attempt 1; when the rules ask for a re-prompt, the caller's second sentence is
 another wording of the same question (an example with the same paraphrase group, drawn with the seed; the
 same sentence again when the file has no other), decided alone as the last attempt, as the call controller
-does.  `calls.accuracy`, `wrong_rate` and `fallback_rate` are then over calls, and `reprompt_rate` is the share
-of calls that were asked again.
+does.  When the rules ask "A or B?" (DISAMBIGUATE), the caller answers with the label of the right route
+when it is one of the two and "都不是" otherwise (both through the same simulated recognition errors), and
+the answer is decided with the two candidates, which re-prompts or falls back on "都不是".
+`calls.accuracy`, `wrong_rate` and `fallback_rate` are then over calls, `reprompt_rate` is the share of
+calls that were asked again and `disambiguation_rate` the share that were asked "A or B?" at least once.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zhida.routing.dataset import Example
-from zhida.routing.engine import AFTER_HOURS, REPROMPT, ROUTE, Decision
+from zhida.routing.engine import AFTER_HOURS, DISAMBIGUATE, REPROMPT, ROUTE, Decision
 from zhida.routing.noise import inject
 from zhida.routing.store import TenantRules
 from zhida.understanding.analyzer import Analyzer, Word
@@ -89,6 +92,26 @@ def second_wordings(examples: Sequence[Example], rng: random.Random) -> list[int
     return out
 
 
+def _vectors(rules: TenantRules, texts: Sequence[str]) -> list[Any]:
+    """Sentence vectors in one batch when the tenant has meaning rules (else None for each)."""
+    semantic = rules.engine.semantic
+    if semantic is None:
+        return [None] * len(texts)
+    return list(semantic.encoder.encode(list(texts)))
+
+
+NEITHER_ANSWER = "都不是"
+
+
+def _answer(
+    rules: TenantRules, d: Decision, truth: str, attempt: int, noise_cer: float, rng: random.Random
+) -> Decision:
+    """The caller's answer to a DISAMBIGUATE question: the right label if offered, else "neither"."""
+    label = next((lab for _, lab, g in d.candidates if g == truth), NEITHER_ANSWER)
+    text = inject(label, noise_cer, rng)
+    return rules.engine.decide(text, [], attempt=attempt, candidates=[r for r, _, _ in d.candidates])
+
+
 def evaluate(
     rules: TenantRules,
     analyzer: Analyzer,
@@ -104,7 +127,11 @@ def evaluate(
     last_attempt = cfg.fallback.reprompts + 1
     truth = [e.group for e in examples]
     words = _segment_all(rules, analyzer, texts, batch)
-    last = [rules.engine.decide(t, w, attempt=last_attempt) for t, w in zip(texts, words, strict=True)]
+    vectors = _vectors(rules, texts)
+    last = [
+        rules.engine.decide(t, w, attempt=last_attempt, vector=v)
+        for t, w, v in zip(texts, words, vectors, strict=True)
+    ]
     pred = [_outcome(rules, d) for d in last]
     top1 = [cfg.routes[d.route].group for d in last]
     n = len(examples)
@@ -119,19 +146,31 @@ def evaluate(
     }
     if reprompt_paraphrases:
         # Same words, first attempt: only the ladder differs, so the sentences are not segmented again.
-        first = [rules.engine.decide(t, w, attempt=1) for t, w in zip(texts, words, strict=True)]
+        first = [
+            rules.engine.decide(t, w, attempt=1, vector=v) for t, w, v in zip(texts, words, vectors, strict=True)
+        ]
+        asked = {i for i, d in enumerate(first) if d.kind == DISAMBIGUATE}
+        first = [
+            _answer(rules, d, truth[i], 1, noise_cer, rng) if d.kind == DISAMBIGUATE else d
+            for i, d in enumerate(first)
+        ]
         asked_again = [i for i, d in enumerate(first) if d.kind == REPROMPT]
         second_of = second_wordings(examples, random.Random(seed))
         second_texts = [inject(examples[second_of[i]].text, noise_cer, rng) for i in asked_again]
         second_words = _segment_all(rules, analyzer, second_texts, batch)
-        second = {
-            i: rules.engine.decide(t, w, attempt=last_attempt)
-            for i, t, w in zip(asked_again, second_texts, second_words, strict=True)
-        }
+        second_vectors = _vectors(rules, second_texts)
+        second = {}
+        for i, t, w, v in zip(asked_again, second_texts, second_words, second_vectors, strict=True):
+            d = rules.engine.decide(t, w, attempt=last_attempt, vector=v)
+            if d.kind == DISAMBIGUATE:
+                asked.add(i)
+                d = _answer(rules, d, truth[i], last_attempt, noise_cer, rng)
+            second[i] = d
         calls = [_outcome(rules, second.get(i, d)) for i, d in enumerate(first)]
         result["calls"] = {
             **_rates(truth, calls),
             "macro_f1": round(macro_f1(truth, calls), 4),
             "reprompt_rate": round(len(asked_again) / n, 4) if n else 0.0,
+            "disambiguation_rate": round(len(asked) / n, 4) if n else 0.0,
         }
     return result

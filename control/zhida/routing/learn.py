@@ -1,23 +1,30 @@
 """`rules learn`: fit term weights from labelled sentences and write them as ordinary weighted rules.
 
 The model is a regularised multinomial log-linear model (logistic regression) whose features are exactly the
-engine's terms: LAC words, character n-grams (phrases of 1-3 characters) and LAC tags.  Its score for a route
-is `intercept + Σ coefficient × feature`, i.e. the engine's `bias + Σ weights of matched terms`, and its
-probability is the engine's softmax confidence: the YAML it writes *is* the model, readable and editable.
+engine's terms: LAC words, character n-grams (phrases of 1-3 characters) and LAC tags, plus (meaning rules,
+on by default) the 512 components of the sentence's vector from the sentence encoder.  Its score for a route
+is `intercept + Σ coefficient × feature`, i.e. the engine's `bias + Σ weights of matched terms + learned
+layer · vector`; the training sentences (and the catalogue's questions) become each route's `examples`,
+whose similarity to a caller's sentence adds `example_weight × (similarity − min_similarity)+` (both
+cross-validated).  The YAML (with its `.npz` for the layer) *is* the model, readable and editable.
 
 Learned weights go under each route's `learned:` block; everything else in the tenant file (groups, hours,
 announcements, hand-written `words`/`phrases`/`tags`, fallback) is kept.  A hand-written term replaces the
 learned weight of the same term, so an operator overrides the learner by writing the term by hand (weight 0
 silences it), and re-learning never touches hand rules.
 
-Tuning uses only the training file: the regularisation strength C and the confidence threshold are chosen by
-cross-validation grouped by paraphrase group (`faq_id`), so no paraphrase of a held-out question is seen
-while fitting; the threshold is the lowest one whose out-of-fold wrong-group rate stays within `max_wrong`.
+Tuning uses only the training file: the regularisation strength C, the example weight and floor, and the
+confidence threshold are chosen by cross-validation grouped by paraphrase group (`faq_id`), so no paraphrase
+of a held-out question is seen while fitting (nor used as an example); the threshold is the lowest one whose
+out-of-fold wrong-group rate stays within `max_wrong`.  A catalogue (the tenant's known questions and their
+groups) joins every fold's training data and examples: it stands for questions the tenant knows but has no
+labelled caller wording of.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -30,6 +37,8 @@ import yaml
 from zhida.routing.config import NegationConfig, TenantConfig, load_config
 from zhida.routing.dataset import Example
 from zhida.routing.features import PHRASE, TAG, WORD, feature_values, occurrences
+from zhida.routing.semantic_model import SemanticArrays, SemanticSettings
+from zhida.routing.semantic_model import model_bytes as to_bytes
 from zhida.understanding.analyzer import Analyzer, Dictionary
 
 log = logging.getLogger(__name__)
@@ -52,6 +61,9 @@ class LearnReport:
     threshold: float
     max_probability_gap: float  # |engine confidence - model probability| over the training sentences
     seconds: float
+    catalogue: int = 0
+    example_weight: float = 0.0
+    min_similarity: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -117,6 +129,37 @@ def route_for_groups(base: TenantConfig | None, groups: Sequence[str]) -> dict[s
     return out
 
 
+@dataclass
+class Learned:
+    """What `learn` produces: the tenant YAML and, with meaning rules, the `.npz` it names."""
+
+    text: str
+    model: bytes  # empty when meaning rules are off
+    model_name: str
+    report: LearnReport
+
+
+def _example_scores(
+    sims: Any, owners: Any, n_routes: int, weight: float, floor: float, k: int
+) -> Any:
+    """Per sentence and route: weight × mean of the k highest (similarity − floor)+ to that route's examples.
+
+    sims: (n_sentences, n_examples) with -inf where an example must not count (its own fold).
+    """
+    import numpy as np
+
+    out = np.zeros((sims.shape[0], n_routes))
+    for r in range(n_routes):
+        cols = np.nonzero(owners == r)[0]
+        if len(cols) == 0:
+            continue
+        s = sims[:, cols]
+        kk = min(k, len(cols))
+        top = -np.partition(-s, kk - 1, axis=1)[:, :kk]
+        out[:, r] = weight * np.maximum(top - floor, 0.0).mean(1)
+    return out
+
+
 def learn(
     examples: Sequence[Example],
     tenant: str,
@@ -130,18 +173,31 @@ def learn(
     source_name: str = "",
     augment_cer: float = 0.0,
     seed: int = 0,
-) -> tuple[str, LearnReport]:
-    """Fit, tune and render the tenant YAML; returns (yaml_text, report).
+    catalogue: Sequence[Example] = (),
+    meaning: bool = True,
+    example_weights: Sequence[float] = (0.0, 5.0, 10.0, 20.0),
+    min_similarities: Sequence[float] = (0.0, 0.4),
+    neighbours: int = 1,
+    vector_scale: float = 1.0,
+    encoder: Any = None,
+) -> Learned:
+    """Fit, tune and render the tenant YAML (and its meaning model); see the module docstring.
 
     augment_cer > 0 adds one copy of every sentence with recognition-like errors at that rate (seeded), so
     that the weights also hold on recogniser output; thresholds are still tuned on the clean sentences.
+    catalogue: the tenant's known questions with their group; they join the training sentences of every
+    fold (a catalogue covers questions no caller wording was labelled for) and become examples.
+    meaning: also learn the layer over sentence vectors and keep the sentences as the routes' examples;
+    its example weight and similarity floor are cross-validated over the given grids.
     """
     import numpy as np
+    import scipy.sparse as sp
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold
 
     t0 = time.monotonic()
-    labels = sorted({e.group for e in examples})
+    labels = sorted({e.group for e in examples} | {e.group for e in catalogue})
     if len(labels) < 2:
         raise ValueError("learning needs examples of at least two groups")
     route_of = route_for_groups(base, labels)
@@ -149,14 +205,18 @@ def learn(
     dictionary = Dictionary(base.dictionary) if base is not None and base.dictionary else None
 
     texts = [e.text for e in examples]
+    cat_texts = [e.text for e in catalogue]
     words = analyzer.analyze_many(texts, dictionary)
+    cat_words = analyzer.analyze_many(cat_texts, dictionary) if cat_texts else []
 
     # Learned words must survive the config check (no surrounding spaces).
     def clean(fs: list[dict[str, float]]) -> list[dict[str, float]]:
         return [{k: v for k, v in f.items() if k[2:] == k[2:].strip() and k[2:]} for f in fs]
 
     feats = clean(featurize(texts, words, negation, max_phrase))
+    cat_feats = clean(featurize(cat_texts, cat_words, negation, max_phrase)) if cat_texts else []
     noisy_feats: list[dict[str, float]] = []
+    noisy: list[str] = []
     if augment_cer > 0:
         import random
 
@@ -166,26 +226,78 @@ def learn(
         noisy = [inject(t, augment_cer, rng) for t in texts]
         noisy_feats = clean(featurize(noisy, analyzer.analyze_many(noisy, dictionary), negation, max_phrase))
     vec = DictVectorizer()
-    x_all = vec.fit_transform(feats + noisy_feats).tocsr()
-    x, x_noisy = x_all[: len(feats)], (x_all[len(feats) :] if noisy_feats else None)
+    x_all = vec.fit_transform(feats + cat_feats + noisy_feats).tocsr()
+    n, n_cat = len(feats), len(cat_feats)
+
+    # Sentence vectors, appended to the term features as dense columns: one model, one set of weights.
+    if meaning:
+        if encoder is None:
+            from zhida.understanding.encoder import get_encoder
+
+            encoder = get_encoder()
+        v_all = encoder.encode(texts + cat_texts + noisy).astype(np.float64)
+        x_all = sp.hstack([x_all, sp.csr_matrix(v_all * vector_scale)]).tocsr()
+    x, x_cat = x_all[:n], x_all[n : n + n_cat]
+    x_noisy = x_all[n + n_cat :] if noisy_feats else None
     y = np.array([route_of[e.group] for e in examples], dtype=object)
+    y_cat = np.array([route_of[e.group] for e in catalogue], dtype=object)
     groups = np.array([e.paraphrase_group for e in examples], dtype=object)
     folds = max(2, min(folds, len(set(groups))))
+    classes = sorted(set(y) | set(y_cat))
+    class_index = {c: i for i, c in enumerate(classes)}
 
-    best: tuple[float, float, Any, Any] | None = None
+    # Examples: the training sentences and the catalogue.  A held-out sentence may use the catalogue (which
+    # names every question the tenant knows) but not the other wordings of its own question.
+    if meaning:
+        ex_vectors = v_all[: n + n_cat]
+        ex_owner = np.array([class_index[c] for c in list(y) + list(y_cat)])
+        sims_all = v_all[:n] @ ex_vectors.T
+    fold_of = np.empty(n, dtype=int)
+    splits = list(GroupKFold(n_splits=folds).split(x, y, groups))
+    for f, (_, test_idx) in enumerate(splits):
+        fold_of[test_idx] = f
+
+    def fit(rows: Any, c: float) -> Any:
+        xt, yt = x[rows], y[rows]
+        if n_cat:
+            xt, yt = sp.vstack([xt, x_cat]).tocsr(), np.concatenate([yt, y_cat])
+        if x_noisy is not None:
+            xt, yt = sp.vstack([xt, x_noisy[rows]]).tocsr(), np.concatenate([yt, y[rows]])
+        return LogisticRegression(C=c, max_iter=3000).fit(xt, yt)
+
+    weights_grid = list(example_weights) if meaning else [0.0]
+    floors_grid = list(min_similarities) if meaning else [0.0]
+    best: tuple[float, float, float, float, Any] | None = None  # acc, c, weight, floor, oof probabilities
     for c in c_grid:
-        pred, conf = _cv_predictions(x, y, groups, c, folds, x_noisy)
-        acc = float((pred == y).mean())
-        log.info("C=%g: cross-validated top-1 accuracy %.3f", c, acc)
-        if best is None or acc > best[1]:
-            best = (c, acc, pred, conf)
+        logits = np.zeros((n, len(classes)))
+        for train_idx, test_idx in splits:
+            model = fit(train_idx, c)
+            cols = [class_index[k] for k in model.classes_]
+            logits[np.ix_(test_idx, cols)] = model.decision_function(x[test_idx])
+        for w in weights_grid:
+            for floor in floors_grid if w > 0 else [0.0]:
+                total = logits
+                if w > 0:
+                    sims = sims_all.copy()
+                    own = fold_of[:, None] == np.concatenate([fold_of, np.full(n_cat, -1)])[None, :]
+                    sims[own] = -np.inf
+                    total = logits + _example_scores(sims, ex_owner, len(classes), w, floor, neighbours)
+                pred = np.array(classes, dtype=object)[total.argmax(1)]
+                acc = float((pred == y).mean())
+                log.info("C=%g example_weight=%g min_similarity=%g: cross-validated top-1 %.3f", c, w, floor, acc)
+                if best is None or acc > best[0]:
+                    p = np.exp(total - total.max(1, keepdims=True))
+                    best = (acc, c, w, floor, p / p.sum(1, keepdims=True))
     assert best is not None
-    c, top1, pred, conf = best
+    top1, c, ex_weight, floor, oof = best
+    pred = np.array(classes, dtype=object)[oof.argmax(1)]
+    conf = oof.max(1)
     correct = pred == y
     threshold = min(0.99, max(0.05, choose_threshold(correct, conf, max_wrong)))
     routed = conf >= threshold
 
-    model = LogisticRegression(C=c, max_iter=3000).fit(x_all, np.concatenate([y, y]) if noisy_feats else y)
+    model = fit(np.arange(n), c)
+    n_terms = len(vec.feature_names_)
     names = vec.get_feature_names_out()
     doc: dict[str, Any] = (
         copy.deepcopy(base.raw)
@@ -203,10 +315,10 @@ def learn(
     for r in routes.values():
         r.pop("learned", None)
     terms_written = 0
-    classes = list(model.classes_)
-    for k, route in enumerate(classes):
+    model_classes = list(model.classes_)
+    for k, route in enumerate(model_classes):
         block: dict[str, Any] = {"bias": round(float(model.intercept_[k]), 3)}
-        coef = model.coef_[k]
+        coef = model.coef_[k][:n_terms]
         order = np.argsort(-coef)
         for name in KIND_BLOCK.values():
             block[name] = {}
@@ -217,18 +329,54 @@ def learn(
             kind, term = names[j].split(":", 1)
             block[KIND_BLOCK[kind]][term] = round(w, 3)
             terms_written += 1
-        block = {k2: v for k2, v in block.items() if v != {}}
+        if meaning and ex_weight > 0:
+            mine = [t for t, o in zip(texts + cat_texts, ex_owner, strict=True) if classes[o] == route]
+            block["examples"] = list(dict.fromkeys(t.strip() for t in mine if t.strip()))
+        block = {k2: v for k2, v in block.items() if v not in ({}, [])}
         group = next((g for g, r in route_of.items() if r == route), route)
         entry = routes.setdefault(route, {"group": group})
         entry["learned"] = block
 
+    model_bytes, model_name, arrays = b"", "", None
+    if meaning:
+        ex_texts = [t.strip() for t in texts + cat_texts]
+        keep = list(dict.fromkeys(t for t in ex_texts if t))
+        first = {t: i for i, t in reversed(list(enumerate(ex_texts)))}
+        arrays = SemanticArrays(
+            encoder=encoder.name,
+            routes=tuple(model_classes),
+            weights=(model.coef_[:, n_terms:] * vector_scale).astype(np.float32),
+            example_texts=tuple(keep),
+            example_vectors=v_all[[first[t] for t in keep]].astype(np.float16),
+        )
+        model_bytes = to_bytes(arrays)
+        model_name = f"{tenant}.semantic.npz"
+        settings = {
+            "encoder": encoder.name,
+            "model": model_name,
+            "model_sha256": hashlib.sha256(model_bytes).hexdigest(),
+            "example_weight": ex_weight,
+            "min_similarity": floor,
+            "neighbours": neighbours,
+        }
+        doc = {**{k: v for k, v in doc.items() if k != "routes"}, "semantic": settings, "routes": doc["routes"]}
+    else:
+        doc.pop("semantic", None)
+
     header = (
         f"# Routing rules of tenant {tenant}, learned by `zhida rules learn`"
         f" from {source_name or 'labelled data'}\n"
-        f"# ({len(examples)} sentences, {datetime.now(tz=UTC):%Y-%m-%d %H:%M} UTC).\n"
+        f"# ({len(examples)} sentences{f', {len(catalogue)} catalogue questions' if catalogue else ''},"
+        f" {datetime.now(tz=UTC):%Y-%m-%d %H:%M} UTC).\n"
         "# Each route's `learned:` block is rewritten by the next `rules learn`; everything else is kept.\n"
         "# To override a learned weight, write the same term under the route's own words/phrases/tags\n"
         "# (weight 0 silences it): hand-written terms win.  YAML comments are not kept by re-learning.\n"
+        + (
+            f"# `semantic.model` ({model_name}) holds the learned layer over sentence vectors; keep it next to\n"
+            "# this file.  Examples can be added to or removed from any route without re-learning.\n"
+            if meaning
+            else ""
+        )
     )
     text = header + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=1000)
     # What we write must load, and its learned part, run by the engine, must be the model (up to rounding
@@ -236,20 +384,36 @@ def learn(
     # they are the operator's changes to the model.
     from zhida.routing.engine import Engine
 
-    config = load_config(text, source=f"<learned {tenant}>", expect_tenant=tenant)
+    check_doc = yaml.safe_load(text)
+    check_doc.get("semantic", {}).pop("model", None)
+    check_doc.get("semantic", {}).pop("model_sha256", None)
+    config = load_config(yaml.safe_dump(check_doc, allow_unicode=True), f"<learned {tenant}>", tenant)
     config.synonyms, config.unsure_score = {}, None
-    config.routes = {name: config.routes[name] for name in classes}
+    config.routes = {name: config.routes[name] for name in model_classes}
     for r in config.routes.values():
-        r.bias, r.words, r.phrases, r.tags = 0.0, {}, {}, {}
-    engine = Engine(config)
-    model_p = model.predict_proba(x)
+        r.bias, r.words, r.phrases, r.tags, r.examples = 0.0, {}, {}, {}, []
+    if arrays is not None:
+        from dataclasses import replace
+
+        config.semantic_arrays = arrays
+        config.semantic = replace(config.semantic or SemanticSettings(), model=model_name)
+    from zhida.routing.semantic import Semantic
+
+    engine = Engine(config, Semantic(config, list(config.routes), encoder) if meaning else None)
+    model_p = model.decision_function(x)
+    if meaning and ex_weight > 0:
+        model_p = model_p + _example_scores(
+            v_all[:n] @ ex_vectors.T, ex_owner, len(classes), ex_weight, floor, neighbours
+        )[:, [class_index[k] for k in model_classes]]
+    model_p = np.exp(model_p - model_p.max(1, keepdims=True))
+    model_p /= model_p.sum(1, keepdims=True)
     gap = 0.0
     for i, (t, w) in enumerate(zip(texts, words, strict=True)):
-        probs = engine.probabilities(t, w)
-        gap = max(gap, max(abs(probs[r] - model_p[i, k]) for k, r in enumerate(classes)))
+        probs = engine.probabilities(t, w, vector=v_all[i].astype(np.float32) if meaning else None)
+        gap = max(gap, max(abs(probs[r] - model_p[i, k]) for k, r in enumerate(model_classes)))
     report = LearnReport(
         examples=len(examples),
-        routes=len(classes),
+        routes=len(model_classes),
         features=len(names),
         terms_written=terms_written,
         c=c,
@@ -262,5 +426,8 @@ def learn(
         threshold=threshold,
         max_probability_gap=gap,
         seconds=time.monotonic() - t0,
+        catalogue=len(catalogue),
+        example_weight=ex_weight,
+        min_similarity=floor,
     )
-    return text, report
+    return Learned(text, model_bytes, model_name, report)

@@ -94,8 +94,8 @@ def read_model(path: Path, expect_sha256: str = "") -> SemanticArrays:
     return SemanticArrays(str(arrays["encoder"]), routes, weights, texts, vectors)
 
 
-def write_model(path: Path, arrays: SemanticArrays) -> str:
-    """Write atomically; returns the file's SHA-256 (for the YAML's `semantic.model_sha256`)."""
+def model_bytes(arrays: SemanticArrays) -> bytes:
+    """The file's content (its SHA-256 goes into the YAML's `semantic.model_sha256`)."""
     buf = io.BytesIO()
     np.savez_compressed(
         buf,
@@ -106,8 +106,10 @@ def write_model(path: Path, arrays: SemanticArrays) -> str:
         example_texts=np.array(arrays.example_texts, dtype=str),
         example_vectors=arrays.example_vectors.astype(np.float16),
     )
-    data = buf.getvalue()
+    return buf.getvalue()
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-    return hashlib.sha256(data).hexdigest()

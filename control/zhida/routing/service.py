@@ -15,7 +15,9 @@ from datetime import UTC
 import grpc
 
 from zhida.routing.config import ConfigError
-from zhida.routing.engine import AFTER_HOURS, FALLBACK, REPROMPT, ROUTE, Decision
+from zhida.routing.engine import AFTER_HOURS, DISAMBIGUATE, FALLBACK, REPROMPT, ROUTE, Decision
+from zhida.routing.hotwords import DEFAULT_MAX as DEFAULT_HOT_WORDS
+from zhida.routing.hotwords import hot_words
 from zhida.routing.metrics import DECISION_SECONDS, REQUESTS
 from zhida.routing.store import TenantStore, UnknownTenant
 from zhida.understanding.analyzer import Word
@@ -31,7 +33,9 @@ _KIND = {
     REPROMPT: pb.DECISION_KIND_REPROMPT,
     FALLBACK: pb.DECISION_KIND_FALLBACK,
     AFTER_HOURS: pb.DECISION_KIND_AFTER_HOURS,
+    DISAMBIGUATE: pb.DECISION_KIND_DISAMBIGUATE,
 }
+MAX_HOT_WORDS = 200  # the recogniser's own limit
 
 
 class _Abort(Exception):
@@ -62,12 +66,17 @@ def decision_pb(d: Decision) -> pb.Decision:
         group=d.group,
         score=d.score,
         confidence=d.confidence,
-        explanation=[pb.Contribution(term=c.term, route=c.route, weight=c.weight, kind=c.kind) for c in d.explanation],
+        explanation=[
+            pb.Contribution(term=c.term, route=c.route, weight=c.weight, kind=c.kind, similarity=c.similarity)
+            for c in d.explanation
+        ],
         announcement=d.announcement,
         runner_up_route=d.runner_up_route,
         runner_up_confidence=d.runner_up_confidence,
         dtmf_menu=[pb.DtmfChoice(digit=k, route=r, group=g) for k, r, g in d.dtmf_menu],
         reason=d.reason,
+        candidates=[pb.Candidate(route=r, label=lab, group=g) for r, lab, g in d.candidates],
+        question=d.question,
     )
 
 
@@ -141,12 +150,25 @@ class RoutingServicer(pb_grpc.RoutingServiceServicer):
                 _check_text(text, "words")
             at = request.at.ToDatetime(tzinfo=UTC) if request.HasField("at") else None
             t0 = time.perf_counter()
-            decision, used = self.store.route(request.tenant, text, words, attempt=request.attempt or 1, at=at)
+            decision, used = self.store.route(
+                request.tenant, text, words, attempt=request.attempt or 1, at=at, candidates=list(request.candidates)
+            )
             DECISION_SECONDS.labels(request.tenant).observe(time.perf_counter() - t0)
             version = self.store.get(request.tenant).config.version
             return pb.RouteResponse(decision=decision_pb(decision), words=_words_pb(used), rules_version=version)
 
         return _run(context, "Route", go)
+
+    def HotWords(self, request: pb.HotWordsRequest, context: grpc.ServicerContext) -> pb.HotWordsResponse:
+        def go() -> pb.HotWordsResponse:
+            _check_tenant(request.tenant)
+            if request.max_words > MAX_HOT_WORDS:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"max_words: at most {MAX_HOT_WORDS}")
+            config = self.store.get(request.tenant).config
+            words = hot_words(config, request.max_words or DEFAULT_HOT_WORDS)
+            return pb.HotWordsResponse(hot_words=words, rules_version=config.version)
+
+        return _run(context, "HotWords", go)
 
     def ReloadRules(self, request: pb.ReloadRulesRequest, context: grpc.ServicerContext) -> pb.ReloadRulesResponse:
         def go() -> pb.ReloadRulesResponse:

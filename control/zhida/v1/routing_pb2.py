@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16zhida/v1/routing.proto\x12\x08zhida.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\r\".\n\x0e\x41nalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"0\n\x0f\x41nalyzeResponse\x12\x1d\n\x05words\x18\x01 \x03(\x0b\x32\x0e.zhida.v1.Word\"4\n\x13\x42\x61tchAnalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"B\n\x14\x42\x61tchAnalyzeResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.zhida.v1.AnalyzeResponse\"\x95\x01\n\x0cRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1d\n\x05words\x18\x03 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63\x61ll_id\x18\x06 \x01(\t\"I\n\x0c\x43ontribution\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\"\xa4\x02\n\x08\x44\x65\x63ision\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.zhida.v1.DecisionKind\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12+\n\x0b\x65xplanation\x18\x06 \x03(\x0b\x32\x16.zhida.v1.Contribution\x12\x14\n\x0c\x61nnouncement\x18\x07 \x01(\t\x12\x17\n\x0frunner_up_route\x18\x08 \x01(\t\x12\x1c\n\x14runner_up_confidence\x18\t \x01(\x01\x12\'\n\tdtmf_menu\x18\n \x03(\x0b\x32\x14.zhida.v1.DtmfChoice\x12\x0e\n\x06reason\x18\x0b \x01(\t\"9\n\nDtmfChoice\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"k\n\rRouteResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.zhida.v1.Decision\x12\x1d\n\x05words\x18\x02 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x15\n\rrules_version\x18\x03 \x01(\t\"9\n\x12ReloadRulesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\"&\n\x13ReloadRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*\x9d\x01\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_KIND_ROUTE\x10\x01\x12\x1a\n\x16\x44\x45\x43ISION_KIND_REPROMPT\x10\x02\x12\x1a\n\x16\x44\x45\x43ISION_KIND_FALLBACK\x10\x03\x12\x1d\n\x19\x44\x45\x43ISION_KIND_AFTER_HOURS\x10\x04\x32\xa5\x01\n\x14UnderstandingService\x12>\n\x07\x41nalyze\x12\x18.zhida.v1.AnalyzeRequest\x1a\x19.zhida.v1.AnalyzeResponse\x12M\n\x0c\x42\x61tchAnalyze\x12\x1d.zhida.v1.BatchAnalyzeRequest\x1a\x1e.zhida.v1.BatchAnalyzeResponse2\x96\x01\n\x0eRoutingService\x12\x38\n\x05Route\x12\x16.zhida.v1.RouteRequest\x1a\x17.zhida.v1.RouteResponse\x12J\n\x0bReloadRules\x12\x1c.zhida.v1.ReloadRulesRequest\x1a\x1d.zhida.v1.ReloadRulesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16zhida/v1/routing.proto\x12\x08zhida.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\r\".\n\x0e\x41nalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"0\n\x0f\x41nalyzeResponse\x12\x1d\n\x05words\x18\x01 \x03(\x0b\x32\x0e.zhida.v1.Word\"4\n\x13\x42\x61tchAnalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"B\n\x14\x42\x61tchAnalyzeResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.zhida.v1.AnalyzeResponse\"\xa9\x01\n\x0cRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1d\n\x05words\x18\x03 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63\x61ll_id\x18\x06 \x01(\t\x12\x12\n\ncandidates\x18\x07 \x03(\t\"]\n\x0c\x43ontribution\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nsimilarity\x18\x05 \x01(\x01\"\xdf\x02\n\x08\x44\x65\x63ision\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.zhida.v1.DecisionKind\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12+\n\x0b\x65xplanation\x18\x06 \x03(\x0b\x32\x16.zhida.v1.Contribution\x12\x14\n\x0c\x61nnouncement\x18\x07 \x01(\t\x12\x17\n\x0frunner_up_route\x18\x08 \x01(\t\x12\x1c\n\x14runner_up_confidence\x18\t \x01(\x01\x12\'\n\tdtmf_menu\x18\n \x03(\x0b\x32\x14.zhida.v1.DtmfChoice\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\'\n\ncandidates\x18\x0c \x03(\x0b\x32\x13.zhida.v1.Candidate\x12\x10\n\x08question\x18\r \x01(\t\"8\n\tCandidate\x12\r\n\x05route\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"9\n\nDtmfChoice\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"k\n\rRouteResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.zhida.v1.Decision\x12\x1d\n\x05words\x18\x02 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x15\n\rrules_version\x18\x03 \x01(\t\"4\n\x0fHotWordsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tmax_words\x18\x02 \x01(\r\"<\n\x10HotWordsResponse\x12\x11\n\thot_words\x18\x01 \x03(\t\x12\x15\n\rrules_version\x18\x02 \x01(\t\"9\n\x12ReloadRulesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\"&\n\x13ReloadRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*\xbd\x01\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_KIND_ROUTE\x10\x01\x12\x1a\n\x16\x44\x45\x43ISION_KIND_REPROMPT\x10\x02\x12\x1a\n\x16\x44\x45\x43ISION_KIND_FALLBACK\x10\x03\x12\x1d\n\x19\x44\x45\x43ISION_KIND_AFTER_HOURS\x10\x04\x12\x1e\n\x1a\x44\x45\x43ISION_KIND_DISAMBIGUATE\x10\x05\x32\xa5\x01\n\x14UnderstandingService\x12>\n\x07\x41nalyze\x12\x18.zhida.v1.AnalyzeRequest\x1a\x19.zhida.v1.AnalyzeResponse\x12M\n\x0c\x42\x61tchAnalyze\x12\x1d.zhida.v1.BatchAnalyzeRequest\x1a\x1e.zhida.v1.BatchAnalyzeResponse2\xd9\x01\n\x0eRoutingService\x12\x38\n\x05Route\x12\x16.zhida.v1.RouteRequest\x1a\x17.zhida.v1.RouteResponse\x12J\n\x0bReloadRules\x12\x1c.zhida.v1.ReloadRulesRequest\x1a\x1d.zhida.v1.ReloadRulesResponse\x12\x41\n\x08HotWords\x12\x19.zhida.v1.HotWordsRequest\x1a\x1a.zhida.v1.HotWordsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zhida.v1.routing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISIONKIND']._serialized_start=1129
-  _globals['_DECISIONKIND']._serialized_end=1286
+  _globals['_DECISIONKIND']._serialized_start=1402
+  _globals['_DECISIONKIND']._serialized_end=1591
   _globals['_WORD']._serialized_start=69
   _globals['_WORD']._serialized_end=117
   _globals['_ANALYZEREQUEST']._serialized_start=119
@@ -45,21 +45,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHANALYZERESPONSE']._serialized_start=271
   _globals['_BATCHANALYZERESPONSE']._serialized_end=337
   _globals['_ROUTEREQUEST']._serialized_start=340
-  _globals['_ROUTEREQUEST']._serialized_end=489
-  _globals['_CONTRIBUTION']._serialized_start=491
-  _globals['_CONTRIBUTION']._serialized_end=564
-  _globals['_DECISION']._serialized_start=567
-  _globals['_DECISION']._serialized_end=859
-  _globals['_DTMFCHOICE']._serialized_start=861
-  _globals['_DTMFCHOICE']._serialized_end=918
-  _globals['_ROUTERESPONSE']._serialized_start=920
-  _globals['_ROUTERESPONSE']._serialized_end=1027
-  _globals['_RELOADRULESREQUEST']._serialized_start=1029
-  _globals['_RELOADRULESREQUEST']._serialized_end=1086
-  _globals['_RELOADRULESRESPONSE']._serialized_start=1088
-  _globals['_RELOADRULESRESPONSE']._serialized_end=1126
-  _globals['_UNDERSTANDINGSERVICE']._serialized_start=1289
-  _globals['_UNDERSTANDINGSERVICE']._serialized_end=1454
-  _globals['_ROUTINGSERVICE']._serialized_start=1457
-  _globals['_ROUTINGSERVICE']._serialized_end=1607
+  _globals['_ROUTEREQUEST']._serialized_end=509
+  _globals['_CONTRIBUTION']._serialized_start=511
+  _globals['_CONTRIBUTION']._serialized_end=604
+  _globals['_DECISION']._serialized_start=607
+  _globals['_DECISION']._serialized_end=958
+  _globals['_CANDIDATE']._serialized_start=960
+  _globals['_CANDIDATE']._serialized_end=1016
+  _globals['_DTMFCHOICE']._serialized_start=1018
+  _globals['_DTMFCHOICE']._serialized_end=1075
+  _globals['_ROUTERESPONSE']._serialized_start=1077
+  _globals['_ROUTERESPONSE']._serialized_end=1184
+  _globals['_HOTWORDSREQUEST']._serialized_start=1186
+  _globals['_HOTWORDSREQUEST']._serialized_end=1238
+  _globals['_HOTWORDSRESPONSE']._serialized_start=1240
+  _globals['_HOTWORDSRESPONSE']._serialized_end=1300
+  _globals['_RELOADRULESREQUEST']._serialized_start=1302
+  _globals['_RELOADRULESREQUEST']._serialized_end=1359
+  _globals['_RELOADRULESRESPONSE']._serialized_start=1361
+  _globals['_RELOADRULESRESPONSE']._serialized_end=1399
+  _globals['_UNDERSTANDINGSERVICE']._serialized_start=1594
+  _globals['_UNDERSTANDINGSERVICE']._serialized_end=1759
+  _globals['_ROUTINGSERVICE']._serialized_start=1762
+  _globals['_ROUTINGSERVICE']._serialized_end=1979
 # @@protoc_insertion_point(module_scope)

@@ -17,11 +17,13 @@ class DecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_KIND_REPROMPT: _ClassVar[DecisionKind]
     DECISION_KIND_FALLBACK: _ClassVar[DecisionKind]
     DECISION_KIND_AFTER_HOURS: _ClassVar[DecisionKind]
+    DECISION_KIND_DISAMBIGUATE: _ClassVar[DecisionKind]
 DECISION_KIND_UNSPECIFIED: DecisionKind
 DECISION_KIND_ROUTE: DecisionKind
 DECISION_KIND_REPROMPT: DecisionKind
 DECISION_KIND_FALLBACK: DecisionKind
 DECISION_KIND_AFTER_HOURS: DecisionKind
+DECISION_KIND_DISAMBIGUATE: DecisionKind
 
 class Word(_message.Message):
     __slots__ = ("text", "tag", "start")
@@ -62,35 +64,39 @@ class BatchAnalyzeResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AnalyzeResponse, _Mapping]]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("tenant", "text", "words", "attempt", "at", "call_id")
+    __slots__ = ("tenant", "text", "words", "attempt", "at", "call_id", "candidates")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     AT_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     text: str
     words: _containers.RepeatedCompositeFieldContainer[Word]
     attempt: int
     at: _timestamp_pb2.Timestamp
     call_id: str
-    def __init__(self, tenant: _Optional[str] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., attempt: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_id: _Optional[str] = ...) -> None: ...
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tenant: _Optional[str] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., attempt: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Contribution(_message.Message):
-    __slots__ = ("term", "route", "weight", "kind")
+    __slots__ = ("term", "route", "weight", "kind", "similarity")
     TERM_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     term: str
     route: str
     weight: float
     kind: str
-    def __init__(self, term: _Optional[str] = ..., route: _Optional[str] = ..., weight: _Optional[float] = ..., kind: _Optional[str] = ...) -> None: ...
+    similarity: float
+    def __init__(self, term: _Optional[str] = ..., route: _Optional[str] = ..., weight: _Optional[float] = ..., kind: _Optional[str] = ..., similarity: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("kind", "route", "group", "score", "confidence", "explanation", "announcement", "runner_up_route", "runner_up_confidence", "dtmf_menu", "reason")
+    __slots__ = ("kind", "route", "group", "score", "confidence", "explanation", "announcement", "runner_up_route", "runner_up_confidence", "dtmf_menu", "reason", "candidates", "question")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +108,8 @@ class Decision(_message.Message):
     RUNNER_UP_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     DTMF_MENU_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
     kind: DecisionKind
     route: str
     group: str
@@ -113,7 +121,19 @@ class Decision(_message.Message):
     runner_up_confidence: float
     dtmf_menu: _containers.RepeatedCompositeFieldContainer[DtmfChoice]
     reason: str
-    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., route: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., announcement: _Optional[str] = ..., runner_up_route: _Optional[str] = ..., runner_up_confidence: _Optional[float] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
+    candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
+    question: str
+    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., route: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., announcement: _Optional[str] = ..., runner_up_route: _Optional[str] = ..., runner_up_confidence: _Optional[float] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., question: _Optional[str] = ...) -> None: ...
+
+class Candidate(_message.Message):
+    __slots__ = ("route", "label", "group")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    route: str
+    label: str
+    group: str
+    def __init__(self, route: _Optional[str] = ..., label: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
 
 class DtmfChoice(_message.Message):
     __slots__ = ("digit", "route", "group")
@@ -134,6 +154,22 @@ class RouteResponse(_message.Message):
     words: _containers.RepeatedCompositeFieldContainer[Word]
     rules_version: str
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., rules_version: _Optional[str] = ...) -> None: ...
+
+class HotWordsRequest(_message.Message):
+    __slots__ = ("tenant", "max_words")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORDS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    max_words: int
+    def __init__(self, tenant: _Optional[str] = ..., max_words: _Optional[int] = ...) -> None: ...
+
+class HotWordsResponse(_message.Message):
+    __slots__ = ("hot_words", "rules_version")
+    HOT_WORDS_FIELD_NUMBER: _ClassVar[int]
+    RULES_VERSION_FIELD_NUMBER: _ClassVar[int]
+    hot_words: _containers.RepeatedScalarFieldContainer[str]
+    rules_version: str
+    def __init__(self, hot_words: _Optional[_Iterable[str]] = ..., rules_version: _Optional[str] = ...) -> None: ...
 
 class ReloadRulesRequest(_message.Message):
     __slots__ = ("tenant", "config_yaml")

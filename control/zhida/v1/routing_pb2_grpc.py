@@ -163,6 +163,11 @@ class RoutingServiceStub:
                 request_serializer=zhida_dot_v1_dot_routing__pb2.ReloadRulesRequest.SerializeToString,
                 response_deserializer=zhida_dot_v1_dot_routing__pb2.ReloadRulesResponse.FromString,
                 _registered_method=True)
+        self.HotWords = channel.unary_unary(
+                '/zhida.v1.RoutingService/HotWords',
+                request_serializer=zhida_dot_v1_dot_routing__pb2.HotWordsRequest.SerializeToString,
+                response_deserializer=zhida_dot_v1_dot_routing__pb2.HotWordsResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -182,6 +187,13 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HotWords(self, request, context):
+        """The tenant's hot words for the recogniser: put them in RecognitionConfig.hot_words of each call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +206,11 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.ReloadRules,
                     request_deserializer=zhida_dot_v1_dot_routing__pb2.ReloadRulesRequest.FromString,
                     response_serializer=zhida_dot_v1_dot_routing__pb2.ReloadRulesResponse.SerializeToString,
+            ),
+            'HotWords': grpc.unary_unary_rpc_method_handler(
+                    servicer.HotWords,
+                    request_deserializer=zhida_dot_v1_dot_routing__pb2.HotWordsRequest.FromString,
+                    response_serializer=zhida_dot_v1_dot_routing__pb2.HotWordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -251,6 +268,33 @@ class RoutingService:
             '/zhida.v1.RoutingService/ReloadRules',
             zhida_dot_v1_dot_routing__pb2.ReloadRulesRequest.SerializeToString,
             zhida_dot_v1_dot_routing__pb2.ReloadRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HotWords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zhida.v1.RoutingService/HotWords',
+            zhida_dot_v1_dot_routing__pb2.HotWordsRequest.SerializeToString,
+            zhida_dot_v1_dot_routing__pb2.HotWordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,133 @@
+"""Meaning rules (route examples through the sentence encoder), disambiguation and hot words.
+
+A small hand-written tenant: each route has a label and a few example sentences, and the test sentences share
+no term with them, so only their meaning can route them.
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from zhida.routing.config import ConfigError, load_config
+from zhida.routing.engine import DISAMBIGUATE, FALLBACK, REPROMPT, ROUTE
+from zhida.routing.hotwords import hot_words
+from zhida.routing.store import TenantStore, build_rules
+from zhida.v1 import routing_pb2 as pb
+from zhida.v1 import routing_pb2_grpc as pb_grpc
+
+BANK = """
+tenant: bank
+threshold: 0.7
+dictionary: [信用 卡/nz]
+disambiguation: {min_pair: 0.75, min_second: 0.1}
+semantic: {example_weight: 12, min_similarity: 0.3}
+fallback: {group: operator, reprompts: 1}
+routes:
+  card:
+    group: cards
+    label: 信用卡
+    phrases: {挂失: 3}
+    examples: [我的信用卡丢了, 卡被偷了怎么办, 信用卡额度能不能调高]
+  transfer:
+    group: payments
+    label: 转账
+    examples: [转账一直没到账, 给别人汇款汇错了, 跨行转账要手续费吗]
+  loan:
+    group: loans
+    label: 贷款
+    examples: [我想申请房贷, 车贷的利息是多少, 提前还贷款怎么操作]
+"""
+
+
+@pytest.fixture(scope="module")
+def bank():  # noqa: ANN201
+    return build_rules(load_config(BANK, expect_tenant="bank"))
+
+
+def test_a_paraphrase_with_no_known_term_routes_by_meaning(bank, analyzer) -> None:  # noqa: ANN001
+    text = "钱打给朋友了对方说还没收到"
+    d = bank.engine.decide(text, analyzer.analyze(text), attempt=2)
+    assert (d.kind, d.route, d.group) == (ROUTE, "transfer", "payments"), d
+    examples = [c for c in d.explanation if c.kind == "example"]
+    assert examples and examples[0].term in BANK and 0.3 < examples[0].similarity <= 1
+    # The nearest example counts (weight × (similarity − floor)); the others are shown with 0.
+    assert examples[0].weight == pytest.approx(12 * (examples[0].similarity - 0.3), abs=1e-4)
+    assert all(c.weight == 0 for c in examples[1:])
+
+
+def test_an_operator_steers_by_adding_an_example(analyzer, tmp_path) -> None:  # noqa: ANN001
+    store = TenantStore(tmp_path, analyzer)
+    store.reload("bank", BANK)
+    text = "我的存款利率是多少"
+    before, _ = store.route("bank", text, attempt=2)
+    assert before.route != "deposit"
+    # A new route with one example, no learning: the next decision uses it.
+    store.reload("bank", BANK + "  deposit:\n    group: deposits\n    examples: [定期存款的利息怎么算]\n")
+    after, _ = store.route("bank", text, attempt=2)
+    assert after.route == "deposit" and after.explanation[0].term == "定期存款的利息怎么算"
+
+
+def test_two_close_routes_ask_a_question_and_read_the_answer(bank) -> None:  # noqa: ANN001
+    # Half card, half transfer: the rules are unsure between exactly those two.
+    scores = bank.engine.probabilities("信用卡转账", [])
+    assert sorted(scores, key=scores.get)[-2:] in (["card", "transfer"], ["transfer", "card"])
+    d = bank.engine.decide("信用卡转账", [], attempt=1)
+    assert d.kind == DISAMBIGUATE and d.group == "", d
+    assert {r for r, _, _ in d.candidates} == {"card", "transfer"}
+    labels = [lab for _, lab, _ in d.candidates]
+    assert d.question == f"请问您是要咨询{labels[0]}还是{labels[1]}？"
+    pair = [r for r, _, _ in d.candidates]
+    answer = bank.engine.decide("转账吧", [], attempt=1, candidates=pair)
+    assert (answer.kind, answer.route, answer.group) == (ROUTE, "transfer", "payments")
+    assert answer.explanation[0].kind == "label"
+    # The recogniser's homophone of a label still names it.
+    assert bank.engine.decide("是信用咔", [], candidates=pair).route == "card"
+    # Neither, or silence: the ladder (re-prompt first, fallback on the last attempt).
+    assert bank.engine.decide("都不是", [], attempt=1, candidates=pair).kind == REPROMPT
+    assert bank.engine.decide("", [], attempt=2, candidates=pair).kind == FALLBACK
+    # An answer that is a sentence is decided between the two candidates only.
+    d = bank.engine.decide("我要申请房贷然后转账", [], attempt=2, candidates=pair)
+    assert d.route in pair
+    with pytest.raises(ValueError, match="unknown route 'nope'"):
+        bank.engine.decide("转账", [], candidates=["card", "nope"])
+
+
+def test_config_errors_name_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"disambiguation/question"):
+        load_config(BANK.replace("min_second: 0.1}", "min_second: 0.1, question: '{c}'}"))
+    with pytest.raises(ConfigError, match=r"semantic/model: .*cannot read") as e:
+        load_config(BANK.replace("min_similarity: 0.3}", "min_similarity: 0.3, model: /nonexistent/x.npz}"))
+    assert e.value.line == 6  # the `semantic:` line (the text starts with a newline)
+    with pytest.raises(ConfigError, match=r"routes/card/examples/0"):
+        load_config(BANK.replace("examples: [我的信用卡丢了", "examples: [''"))
+
+
+def test_hot_words(bank) -> None:  # noqa: ANN001
+    words = hot_words(bank.config)
+    assert words[:4] == ["信用卡", "转账", "贷款", "挂失"] or words[0] == "信用卡"
+    assert {"信用卡", "转账", "贷款", "挂失"} <= set(words)
+    assert all(len(w) >= 2 for w in words)
+    assert len(hot_words(bank.config, limit=2)) == 2
+
+
+def test_grpc_disambiguation_and_hot_words(channel: grpc.Channel) -> None:
+    stub = pb_grpc.RoutingServiceStub(channel)
+    stub.ReloadRules(pb.ReloadRulesRequest(tenant="bank", config_yaml=BANK), timeout=60)
+    hw = stub.HotWords(pb.HotWordsRequest(tenant="bank"), timeout=10)
+    assert "信用卡" in hw.hot_words and hw.rules_version
+    r = stub.Route(pb.RouteRequest(tenant="bank", text="信用卡转账", attempt=1), timeout=10)
+    assert r.decision.kind == pb.DECISION_KIND_DISAMBIGUATE and r.decision.question
+    pair = [c.route for c in r.decision.candidates]
+    answer = stub.Route(pb.RouteRequest(tenant="bank", text="贷款", attempt=1, candidates=pair), timeout=10)
+    assert answer.decision.kind == pb.DECISION_KIND_REPROMPT  # 贷款 was not offered: neither label heard, unsure
+    answer = stub.Route(pb.RouteRequest(tenant="bank", text="转账", attempt=1, candidates=pair), timeout=10)
+    assert answer.decision.kind == pb.DECISION_KIND_ROUTE and answer.decision.group == "payments"
+    r = stub.Route(pb.RouteRequest(tenant="bank", text="钱打给朋友了对方说还没收到", attempt=2), timeout=10)
+    ex = [c for c in r.decision.explanation if c.kind == "example"]
+    assert ex and ex[0].similarity > 0.3
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Route(pb.RouteRequest(tenant="bank", text="转账", candidates=["card", "nope"]), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "candidates" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.HotWords(pb.HotWordsRequest(tenant="nobody"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
