@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import wave
 from pathlib import Path
 
@@ -17,6 +18,16 @@ DEMO_TSV = REPO / "control" / "zhida" / "demo" / "sentences.tsv"
 def demo_sentences() -> list[str]:
     lines = DEMO_TSV.read_text("utf-8").splitlines()[1:]
     return [line.split("\t")[0] for line in lines if line.strip()]
+
+
+def synthesize(text: str, path: Path, *, speed: int = 160, pitch: int = 50) -> Path:
+    """Speech as the prompt player gets it: espeak-ng's Mandarin voice, 8 kHz mono WAV."""
+    raw = path.with_suffix(".raw.wav")
+    subprocess.run(["espeak-ng", "-v", "cmn-latn-pinyin", "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
+                   check=True, capture_output=True)
+    subprocess.run(["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path)], check=True, capture_output=True)
+    raw.unlink()
+    return path
 
 
 def read_wav(path: Path) -> np.ndarray:

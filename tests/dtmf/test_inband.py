@@ -9,11 +9,11 @@ import pytest
 from zhida.codecs.rtp import PT_PCMA, PT_PCMU
 from zhida.config import ControllerConfig
 from zhida.media.dtmf import DtmfDetector, InbandDetector, key_tone
-from zhida.stack.prompts import PROMPTS, synthesize
 
-from tests.dtmf.dtmfkit import audio_packets, demo_sentences, gain, read_wav, silence
+from tests.dtmf.dtmfkit import audio_packets, demo_sentences, gain, read_wav, silence, synthesize
 
 KEYS = "0123456789*#"
+PROMPTS = ("prompt", "reprompt", "unavailable")  # the controller settings holding the prompt texts
 needs_tts = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
                                reason="needs espeak-ng and sox")
 

@@ -39,3 +39,15 @@ def write_rtp_pcap(path: Path, pcm8k: np.ndarray, *, payload_type: int = PT_PCMU
         out.append(frame)
     path.write_bytes(b"".join(out))
     return count
+
+
+def write_packets_pcap(path: Path, packets: list[tuple[float, RtpPacket]]) -> int:
+    """Writes RTP packets of any payload type (audio, telephone-event) at their send times in seconds."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for at, packet in sorted(packets, key=lambda item: item[0]):
+        frame = _udp_ipv4_frame(bytes(packet))
+        micros = round(at * 1_000_000)
+        out.append(struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(frame), len(frame)))
+        out.append(frame)
+    path.write_bytes(b"".join(out))
+    return len(packets)

@@ -2,6 +2,9 @@
 
 Each packet's arrival time is kept against the audio position it ends at, so a position reported by the
 recogniser ("last voiced frame at 2.34 s of audio") maps back to the wall-clock moment the caller said it.
+
+With a `DtmfDetector`, every packet (RFC 4733 telephone-events and the G.711 audio) also goes through it, and
+each key press is handed to `on_digit` with the wall-clock time of the packet that revealed it.
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ import bisect
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from zhida.codecs import rtp
+from zhida.media.dtmf import Digit, DtmfDetector
 
 log = logging.getLogger(__name__)
 
 AUDIO_PAYLOAD_TYPES = (rtp.PT_PCMU, rtp.PT_PCMA)
 
+DigitHandler = Callable[[Digit, float], None]
+
 
 class AudioFork(asyncio.DatagramProtocol):
-    def __init__(self, queue_size: int = 500) -> None:
+    def __init__(self, queue_size: int = 500, *, dtmf: DtmfDetector | None = None,
+                 on_digit: DigitHandler | None = None) -> None:
         self.audio: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
         self.payload_type: int | None = None
         self.packets = 0
@@ -29,11 +37,16 @@ class AudioFork(asyncio.DatagramProtocol):
         self._ends_ms: list[float] = []
         self._arrivals: list[float] = []
         self._position_ms = 0.0
+        self.dtmf = dtmf
+        self.on_digit = on_digit
+        self.digits: list[tuple[Digit, float]] = []  # every key press and when it was known
 
     @classmethod
-    async def open(cls, host: str) -> tuple[AudioFork, int]:
+    async def open(cls, host: str, *, dtmf: DtmfDetector | None = None,
+                   on_digit: DigitHandler | None = None) -> tuple[AudioFork, int]:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(cls, local_addr=(host, 0))
+        transport, protocol = await loop.create_datagram_endpoint(lambda: cls(dtmf=dtmf, on_digit=on_digit),
+                                                                  local_addr=(host, 0))
         return protocol, transport.get_extra_info("sockname")[1]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -45,6 +58,8 @@ class AudioFork(asyncio.DatagramProtocol):
         except rtp.RtpError:
             self.bad_packets += 1
             return
+        if self.dtmf is not None:
+            self._dtmf(packet)
         if packet.payload_type not in AUDIO_PAYLOAD_TYPES:
             return  # telephone-event and comfort noise carry no speech
         if self.payload_type is None:
@@ -57,6 +72,18 @@ class AudioFork(asyncio.DatagramProtocol):
             self.audio.put_nowait(packet.payload)
         except asyncio.QueueFull:
             log.warning("audio queue full: the recogniser is not keeping up, dropping 20 ms")
+
+    def _dtmf(self, packet: rtp.RtpPacket) -> None:
+        assert self.dtmf is not None
+        for digit in self.dtmf.feed(packet):
+            now = time.time()
+            self.digits.append((digit, now))
+            if self.on_digit is not None:
+                try:
+                    self.on_digit(digit, now)
+                except Exception:
+                    # the media path must outlive a broken handler: the next packet still arrives
+                    log.exception("DTMF handler failed on %s", digit)
 
     def arrival_time(self, position_ms: float) -> float | None:
         """Wall-clock time at which the audio at `position_ms` (from the first packet) arrived."""
