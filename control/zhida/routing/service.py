@@ -14,6 +14,7 @@ from datetime import UTC
 
 import grpc
 
+from zhida.routing.callplan import GROUP, LISTEN, REFUSE, CallPlan, plan_for
 from zhida.routing.config import ConfigError
 from zhida.routing.engine import AFTER_HOURS, DISAMBIGUATE, FALLBACK, REPROMPT, ROUTE, Decision
 from zhida.routing.hotwords import DEFAULT_MAX as DEFAULT_HOT_WORDS
@@ -26,6 +27,7 @@ from zhida.v1 import routing_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
+MAX_CALLER_CHARS = 256  # a caller number or SIP user part
 MAX_TEXT_CHARS = 2000  # one caller sentence; anything longer is not speech
 MAX_BATCH = 1000
 _KIND = {
@@ -77,6 +79,31 @@ def decision_pb(d: Decision) -> pb.Decision:
         reason=d.reason,
         candidates=[pb.Candidate(route=r, label=lab, group=g) for r, lab, g in d.candidates],
         question=d.question,
+        human=d.human,
+    )
+
+
+_CALLER_ACTION = {LISTEN: pb.CALLER_ACTION_LISTEN, GROUP: pb.CALLER_ACTION_GROUP, REFUSE: pb.CALLER_ACTION_REFUSE}
+_GATHER_OPTIONAL = ("barge_in", "prompt", "prompt_file", "reprompt", "reprompt_file", "no_input_timeout_ms",
+                    "end_silence_ms", "max_utterance_ms", "min_speech_ms")
+
+
+def call_plan_pb(plan: CallPlan, words: list[str], version: str) -> pb.GetCallPlanResponse:
+    gather = plan.gather
+    options = pb.GatherOptions(dtmf_timeout_ms=gather.dtmf_timeout_ms)
+    for name in _GATHER_OPTIONAL:
+        if name in gather.explicit:
+            setattr(options, name, getattr(gather, name))
+    verdict = plan.caller
+    return pb.GetCallPlanResponse(
+        caller=pb.CallerVerdict(action=_CALLER_ACTION[verdict.action], rule=verdict.rule, group=verdict.group,
+                                announcement=verdict.announcement),
+        gather=options,
+        human=pb.HumanOption(group=plan.human.group, key=plan.human.key),
+        dtmf_menu=[pb.DtmfChoice(digit=k, route=r, group=g) for k, r, g in plan.dtmf_menu],
+        fallback_group=plan.fallback_group,
+        hot_words=words,
+        rules_version=version,
     )
 
 
@@ -169,6 +196,17 @@ class RoutingServicer(pb_grpc.RoutingServiceServicer):
             return pb.HotWordsResponse(hot_words=words, rules_version=config.version)
 
         return _run(context, "HotWords", go)
+
+    def GetCallPlan(self, request: pb.GetCallPlanRequest, context: grpc.ServicerContext) -> pb.GetCallPlanResponse:
+        def go() -> pb.GetCallPlanResponse:
+            _check_tenant(request.tenant)
+            if len(request.caller) > MAX_CALLER_CHARS:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"caller: longer than {MAX_CALLER_CHARS} characters")
+            config = self.store.get(request.tenant).config
+            plan = plan_for(config, request.caller)
+            return call_plan_pb(plan, hot_words(config, DEFAULT_HOT_WORDS), config.version)
+
+        return _run(context, "GetCallPlan", go)
 
     def ReloadRules(self, request: pb.ReloadRulesRequest, context: grpc.ServicerContext) -> pb.ReloadRulesResponse:
         def go() -> pb.ReloadRulesResponse:

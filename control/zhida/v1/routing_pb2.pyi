@@ -18,12 +18,23 @@ class DecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_KIND_FALLBACK: _ClassVar[DecisionKind]
     DECISION_KIND_AFTER_HOURS: _ClassVar[DecisionKind]
     DECISION_KIND_DISAMBIGUATE: _ClassVar[DecisionKind]
+
+class CallerAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALLER_ACTION_UNSPECIFIED: _ClassVar[CallerAction]
+    CALLER_ACTION_LISTEN: _ClassVar[CallerAction]
+    CALLER_ACTION_GROUP: _ClassVar[CallerAction]
+    CALLER_ACTION_REFUSE: _ClassVar[CallerAction]
 DECISION_KIND_UNSPECIFIED: DecisionKind
 DECISION_KIND_ROUTE: DecisionKind
 DECISION_KIND_REPROMPT: DecisionKind
 DECISION_KIND_FALLBACK: DecisionKind
 DECISION_KIND_AFTER_HOURS: DecisionKind
 DECISION_KIND_DISAMBIGUATE: DecisionKind
+CALLER_ACTION_UNSPECIFIED: CallerAction
+CALLER_ACTION_LISTEN: CallerAction
+CALLER_ACTION_GROUP: CallerAction
+CALLER_ACTION_REFUSE: CallerAction
 
 class Word(_message.Message):
     __slots__ = ("text", "tag", "start")
@@ -96,7 +107,7 @@ class Contribution(_message.Message):
     def __init__(self, term: _Optional[str] = ..., route: _Optional[str] = ..., weight: _Optional[float] = ..., kind: _Optional[str] = ..., similarity: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("kind", "route", "group", "score", "confidence", "explanation", "announcement", "runner_up_route", "runner_up_confidence", "dtmf_menu", "reason", "candidates", "question")
+    __slots__ = ("kind", "route", "group", "score", "confidence", "explanation", "announcement", "runner_up_route", "runner_up_confidence", "dtmf_menu", "reason", "candidates", "question", "human")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +121,7 @@ class Decision(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_FIELD_NUMBER: _ClassVar[int]
     kind: DecisionKind
     route: str
     group: str
@@ -123,7 +135,8 @@ class Decision(_message.Message):
     reason: str
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     question: str
-    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., route: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., announcement: _Optional[str] = ..., runner_up_route: _Optional[str] = ..., runner_up_confidence: _Optional[float] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., question: _Optional[str] = ...) -> None: ...
+    human: bool
+    def __init__(self, kind: _Optional[_Union[DecisionKind, str]] = ..., route: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., announcement: _Optional[str] = ..., runner_up_route: _Optional[str] = ..., runner_up_confidence: _Optional[float] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., reason: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., question: _Optional[str] = ..., human: _Optional[bool] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("route", "label", "group")
@@ -184,3 +197,75 @@ class ReloadRulesResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: str
     def __init__(self, version: _Optional[str] = ...) -> None: ...
+
+class GetCallPlanRequest(_message.Message):
+    __slots__ = ("tenant", "caller", "call_id")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    caller: str
+    call_id: str
+    def __init__(self, tenant: _Optional[str] = ..., caller: _Optional[str] = ..., call_id: _Optional[str] = ...) -> None: ...
+
+class CallerVerdict(_message.Message):
+    __slots__ = ("action", "rule", "group", "announcement")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCEMENT_FIELD_NUMBER: _ClassVar[int]
+    action: CallerAction
+    rule: str
+    group: str
+    announcement: str
+    def __init__(self, action: _Optional[_Union[CallerAction, str]] = ..., rule: _Optional[str] = ..., group: _Optional[str] = ..., announcement: _Optional[str] = ...) -> None: ...
+
+class GatherOptions(_message.Message):
+    __slots__ = ("barge_in", "prompt", "prompt_file", "reprompt", "reprompt_file", "no_input_timeout_ms", "end_silence_ms", "max_utterance_ms", "min_speech_ms", "dtmf_timeout_ms")
+    BARGE_IN_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FILE_FIELD_NUMBER: _ClassVar[int]
+    REPROMPT_FIELD_NUMBER: _ClassVar[int]
+    REPROMPT_FILE_FIELD_NUMBER: _ClassVar[int]
+    NO_INPUT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    END_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_UTTERANCE_MS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SPEECH_MS_FIELD_NUMBER: _ClassVar[int]
+    DTMF_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    barge_in: bool
+    prompt: str
+    prompt_file: str
+    reprompt: str
+    reprompt_file: str
+    no_input_timeout_ms: int
+    end_silence_ms: int
+    max_utterance_ms: int
+    min_speech_ms: int
+    dtmf_timeout_ms: int
+    def __init__(self, barge_in: _Optional[bool] = ..., prompt: _Optional[str] = ..., prompt_file: _Optional[str] = ..., reprompt: _Optional[str] = ..., reprompt_file: _Optional[str] = ..., no_input_timeout_ms: _Optional[int] = ..., end_silence_ms: _Optional[int] = ..., max_utterance_ms: _Optional[int] = ..., min_speech_ms: _Optional[int] = ..., dtmf_timeout_ms: _Optional[int] = ...) -> None: ...
+
+class HumanOption(_message.Message):
+    __slots__ = ("group", "key")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    key: str
+    def __init__(self, group: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class GetCallPlanResponse(_message.Message):
+    __slots__ = ("caller", "gather", "human", "dtmf_menu", "fallback_group", "hot_words", "rules_version")
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    GATHER_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_FIELD_NUMBER: _ClassVar[int]
+    DTMF_MENU_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_GROUP_FIELD_NUMBER: _ClassVar[int]
+    HOT_WORDS_FIELD_NUMBER: _ClassVar[int]
+    RULES_VERSION_FIELD_NUMBER: _ClassVar[int]
+    caller: CallerVerdict
+    gather: GatherOptions
+    human: HumanOption
+    dtmf_menu: _containers.RepeatedCompositeFieldContainer[DtmfChoice]
+    fallback_group: str
+    hot_words: _containers.RepeatedScalarFieldContainer[str]
+    rules_version: str
+    def __init__(self, caller: _Optional[_Union[CallerVerdict, _Mapping]] = ..., gather: _Optional[_Union[GatherOptions, _Mapping]] = ..., human: _Optional[_Union[HumanOption, _Mapping]] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., fallback_group: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., rules_version: _Optional[str] = ...) -> None: ...

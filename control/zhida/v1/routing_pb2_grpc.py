@@ -168,6 +168,11 @@ class RoutingServiceStub:
                 request_serializer=zhida_dot_v1_dot_routing__pb2.HotWordsRequest.SerializeToString,
                 response_deserializer=zhida_dot_v1_dot_routing__pb2.HotWordsResponse.FromString,
                 _registered_method=True)
+        self.GetCallPlan = channel.unary_unary(
+                '/zhida.v1.RoutingService/GetCallPlan',
+                request_serializer=zhida_dot_v1_dot_routing__pb2.GetCallPlanRequest.SerializeToString,
+                response_deserializer=zhida_dot_v1_dot_routing__pb2.GetCallPlanResponse.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer:
@@ -194,6 +199,14 @@ class RoutingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCallPlan(self, request, context):
+        """What to do with a call before its first prompt: the caller-number rule's verdict, the gather options, the
+        caller's way out to a person, the DTMF menu and the hot words. Once per call, before anything is played.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +224,11 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.HotWords,
                     request_deserializer=zhida_dot_v1_dot_routing__pb2.HotWordsRequest.FromString,
                     response_serializer=zhida_dot_v1_dot_routing__pb2.HotWordsResponse.SerializeToString,
+            ),
+            'GetCallPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCallPlan,
+                    request_deserializer=zhida_dot_v1_dot_routing__pb2.GetCallPlanRequest.FromString,
+                    response_serializer=zhida_dot_v1_dot_routing__pb2.GetCallPlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -295,6 +313,33 @@ class RoutingService:
             '/zhida.v1.RoutingService/HotWords',
             zhida_dot_v1_dot_routing__pb2.HotWordsRequest.SerializeToString,
             zhida_dot_v1_dot_routing__pb2.HotWordsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCallPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zhida.v1.RoutingService/GetCallPlan',
+            zhida_dot_v1_dot_routing__pb2.GetCallPlanRequest.SerializeToString,
+            zhida_dot_v1_dot_routing__pb2.GetCallPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,
