@@ -389,6 +389,10 @@ def _referenced_groups(config: Any) -> list[tuple[str, str]]:
         found.append((f"routes/{name}/group", route.group))
         if route.after_hours is not None:
             found.append((f"routes/{name}/after_hours/group", route.after_hours.group))
+    human = getattr(config, "human", None)
+    if human is not None:
+        found.append(("human/group", human.group))
+    found += [(f"callers/{rule.name}/group", rule.group) for rule in getattr(config, "callers", []) if rule.group]
     return found
 
 
