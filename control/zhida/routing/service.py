@@ -14,6 +14,7 @@ from datetime import UTC
 
 import grpc
 
+from zhida.routing.ab import CANDIDATE, LIVE, Experiments
 from zhida.routing.callplan import GROUP, LISTEN, REFUSE, CallPlan, plan_for
 from zhida.routing.config import ConfigError
 from zhida.routing.engine import AFTER_HOURS, DISAMBIGUATE, FALLBACK, REPROMPT, ROUTE, Decision
@@ -38,6 +39,8 @@ _KIND = {
     DISAMBIGUATE: pb.DECISION_KIND_DISAMBIGUATE,
 }
 MAX_HOT_WORDS = 200  # the recogniser's own limit
+MAX_CALLER_CHARS = 128
+_ARMS = {LIVE: pb.RULES_ARM_LIVE, CANDIDATE: pb.RULES_ARM_CANDIDATE}
 
 
 class _Abort(Exception):
@@ -156,6 +159,7 @@ class UnderstandingServicer(pb_grpc.UnderstandingServiceServicer):
 class RoutingServicer(pb_grpc.RoutingServiceServicer):
     def __init__(self, store: TenantStore) -> None:
         self.store = store
+        self.experiments = Experiments(store)
 
     def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext) -> pb.RouteResponse:
         def go() -> pb.RouteResponse:
@@ -176,13 +180,27 @@ class RoutingServicer(pb_grpc.RoutingServiceServicer):
                 text = joined
                 _check_text(text, "words")
             at = request.at.ToDatetime(tzinfo=UTC) if request.HasField("at") else None
+            if len(request.caller) > MAX_CALLER_CHARS:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"caller: longer than {MAX_CALLER_CHARS} characters")
             t0 = time.perf_counter()
-            decision, used = self.store.route(
-                request.tenant, text, words, attempt=request.attempt or 1, at=at, candidates=list(request.candidates)
-            )
+            # A/B: the caller's number may pick a running test's candidate rules (zhida.routing.ab).
+            arm = self.experiments.choose(request.tenant, request.caller) if request.caller else None
+            if arm is None:
+                decision, used = self.store.route(
+                    request.tenant, text, words, attempt=request.attempt or 1, at=at,
+                    candidates=list(request.candidates),
+                )
+                version, rules_arm = self.store.get(request.tenant).config.version, pb.RULES_ARM_LIVE
+            else:
+                decision, used = arm.route(
+                    self.store.analyzer, text, words, attempt=request.attempt or 1, at=at,
+                    candidates=list(request.candidates),
+                )
+                version, rules_arm = arm.version, _ARMS[arm.name]
             DECISION_SECONDS.labels(request.tenant).observe(time.perf_counter() - t0)
-            version = self.store.get(request.tenant).config.version
-            return pb.RouteResponse(decision=decision_pb(decision), words=_words_pb(used), rules_version=version)
+            return pb.RouteResponse(
+                decision=decision_pb(decision), words=_words_pb(used), rules_version=version, rules_arm=rules_arm
+            )
 
         return _run(context, "Route", go)
 

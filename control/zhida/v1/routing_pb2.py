@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16zhida/v1/routing.proto\x12\x08zhida.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\r\".\n\x0e\x41nalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"0\n\x0f\x41nalyzeResponse\x12\x1d\n\x05words\x18\x01 \x03(\x0b\x32\x0e.zhida.v1.Word\"4\n\x13\x42\x61tchAnalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"B\n\x14\x42\x61tchAnalyzeResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.zhida.v1.AnalyzeResponse\"\xa9\x01\n\x0cRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1d\n\x05words\x18\x03 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63\x61ll_id\x18\x06 \x01(\t\x12\x12\n\ncandidates\x18\x07 \x03(\t\"]\n\x0c\x43ontribution\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nsimilarity\x18\x05 \x01(\x01\"\xee\x02\n\x08\x44\x65\x63ision\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.zhida.v1.DecisionKind\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12+\n\x0b\x65xplanation\x18\x06 \x03(\x0b\x32\x16.zhida.v1.Contribution\x12\x14\n\x0c\x61nnouncement\x18\x07 \x01(\t\x12\x17\n\x0frunner_up_route\x18\x08 \x01(\t\x12\x1c\n\x14runner_up_confidence\x18\t \x01(\x01\x12\'\n\tdtmf_menu\x18\n \x03(\x0b\x32\x14.zhida.v1.DtmfChoice\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\'\n\ncandidates\x18\x0c \x03(\x0b\x32\x13.zhida.v1.Candidate\x12\x10\n\x08question\x18\r \x01(\t\x12\r\n\x05human\x18\x0e \x01(\x08\"8\n\tCandidate\x12\r\n\x05route\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"9\n\nDtmfChoice\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"k\n\rRouteResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.zhida.v1.Decision\x12\x1d\n\x05words\x18\x02 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x15\n\rrules_version\x18\x03 \x01(\t\"4\n\x0fHotWordsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tmax_words\x18\x02 \x01(\r\"<\n\x10HotWordsResponse\x12\x11\n\thot_words\x18\x01 \x03(\t\x12\x15\n\rrules_version\x18\x02 \x01(\t\"9\n\x12ReloadRulesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\"&\n\x13ReloadRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"E\n\x12GetCallPlanRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\"j\n\rCallerVerdict\x12&\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x16.zhida.v1.CallerAction\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x14\n\x0c\x61nnouncement\x18\x04 \x01(\t\"\xb4\x03\n\rGatherOptions\x12\x15\n\x08\x62\x61rge_in\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06prompt\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0bprompt_file\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08reprompt\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x1a\n\rreprompt_file\x18\x05 \x01(\tH\x04\x88\x01\x01\x12 \n\x13no_input_timeout_ms\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x07 \x01(\rH\x06\x88\x01\x01\x12\x1d\n\x10max_utterance_ms\x18\x08 \x01(\rH\x07\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\t \x01(\rH\x08\x88\x01\x01\x12\x17\n\x0f\x64tmf_timeout_ms\x18\n \x01(\rB\x0b\n\t_barge_inB\t\n\x07_promptB\x0e\n\x0c_prompt_fileB\x0b\n\t_repromptB\x10\n\x0e_reprompt_fileB\x16\n\x14_no_input_timeout_msB\x11\n\x0f_end_silence_msB\x13\n\x11_max_utterance_msB\x10\n\x0e_min_speech_ms\")\n\x0bHumanOption\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\xf8\x01\n\x13GetCallPlanResponse\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.zhida.v1.CallerVerdict\x12\'\n\x06gather\x18\x02 \x01(\x0b\x32\x17.zhida.v1.GatherOptions\x12$\n\x05human\x18\x03 \x01(\x0b\x32\x15.zhida.v1.HumanOption\x12\'\n\tdtmf_menu\x18\x04 \x03(\x0b\x32\x14.zhida.v1.DtmfChoice\x12\x16\n\x0e\x66\x61llback_group\x18\x05 \x01(\t\x12\x11\n\thot_words\x18\x06 \x03(\t\x12\x15\n\rrules_version\x18\x07 \x01(\t*\xbd\x01\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_KIND_ROUTE\x10\x01\x12\x1a\n\x16\x44\x45\x43ISION_KIND_REPROMPT\x10\x02\x12\x1a\n\x16\x44\x45\x43ISION_KIND_FALLBACK\x10\x03\x12\x1d\n\x19\x44\x45\x43ISION_KIND_AFTER_HOURS\x10\x04\x12\x1e\n\x1a\x44\x45\x43ISION_KIND_DISAMBIGUATE\x10\x05*z\n\x0c\x43\x61llerAction\x12\x1d\n\x19\x43\x41LLER_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41LLER_ACTION_LISTEN\x10\x01\x12\x17\n\x13\x43\x41LLER_ACTION_GROUP\x10\x02\x12\x18\n\x14\x43\x41LLER_ACTION_REFUSE\x10\x03\x32\xa5\x01\n\x14UnderstandingService\x12>\n\x07\x41nalyze\x12\x18.zhida.v1.AnalyzeRequest\x1a\x19.zhida.v1.AnalyzeResponse\x12M\n\x0c\x42\x61tchAnalyze\x12\x1d.zhida.v1.BatchAnalyzeRequest\x1a\x1e.zhida.v1.BatchAnalyzeResponse2\xa5\x02\n\x0eRoutingService\x12\x38\n\x05Route\x12\x16.zhida.v1.RouteRequest\x1a\x17.zhida.v1.RouteResponse\x12J\n\x0bReloadRules\x12\x1c.zhida.v1.ReloadRulesRequest\x1a\x1d.zhida.v1.ReloadRulesResponse\x12\x41\n\x08HotWords\x12\x19.zhida.v1.HotWordsRequest\x1a\x1a.zhida.v1.HotWordsResponse\x12J\n\x0bGetCallPlan\x12\x1c.zhida.v1.GetCallPlanRequest\x1a\x1d.zhida.v1.GetCallPlanResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16zhida/v1/routing.proto\x12\x08zhida.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\r\n\x05start\x18\x03 \x01(\r\".\n\x0e\x41nalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"0\n\x0f\x41nalyzeResponse\x12\x1d\n\x05words\x18\x01 \x03(\x0b\x32\x0e.zhida.v1.Word\"4\n\x13\x42\x61tchAnalyzeRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\"B\n\x14\x42\x61tchAnalyzeResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.zhida.v1.AnalyzeResponse\"\xb9\x01\n\x0cRouteRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1d\n\x05words\x18\x03 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\r\x12&\n\x02\x61t\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63\x61ll_id\x18\x06 \x01(\t\x12\x12\n\ncandidates\x18\x07 \x03(\t\x12\x0e\n\x06\x63\x61ller\x18\x08 \x01(\t\"]\n\x0c\x43ontribution\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nsimilarity\x18\x05 \x01(\x01\"\xee\x02\n\x08\x44\x65\x63ision\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.zhida.v1.DecisionKind\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x12\n\nconfidence\x18\x05 \x01(\x01\x12+\n\x0b\x65xplanation\x18\x06 \x03(\x0b\x32\x16.zhida.v1.Contribution\x12\x14\n\x0c\x61nnouncement\x18\x07 \x01(\t\x12\x17\n\x0frunner_up_route\x18\x08 \x01(\t\x12\x1c\n\x14runner_up_confidence\x18\t \x01(\x01\x12\'\n\tdtmf_menu\x18\n \x03(\x0b\x32\x14.zhida.v1.DtmfChoice\x12\x0e\n\x06reason\x18\x0b \x01(\t\x12\'\n\ncandidates\x18\x0c \x03(\x0b\x32\x13.zhida.v1.Candidate\x12\x10\n\x08question\x18\r \x01(\t\x12\r\n\x05human\x18\x0e \x01(\x08\"8\n\tCandidate\x12\r\n\x05route\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"9\n\nDtmfChoice\x12\r\n\x05\x64igit\x18\x01 \x01(\t\x12\r\n\x05route\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\"\x92\x01\n\rRouteResponse\x12$\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x12.zhida.v1.Decision\x12\x1d\n\x05words\x18\x02 \x03(\x0b\x32\x0e.zhida.v1.Word\x12\x15\n\rrules_version\x18\x03 \x01(\t\x12%\n\trules_arm\x18\x04 \x01(\x0e\x32\x12.zhida.v1.RulesArm\"4\n\x0fHotWordsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x11\n\tmax_words\x18\x02 \x01(\r\"<\n\x10HotWordsResponse\x12\x11\n\thot_words\x18\x01 \x03(\t\x12\x15\n\rrules_version\x18\x02 \x01(\t\"9\n\x12ReloadRulesRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_yaml\x18\x02 \x01(\t\"&\n\x13ReloadRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"E\n\x12GetCallPlanRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x03 \x01(\t\"j\n\rCallerVerdict\x12&\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x16.zhida.v1.CallerAction\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\r\n\x05group\x18\x03 \x01(\t\x12\x14\n\x0c\x61nnouncement\x18\x04 \x01(\t\"\xb4\x03\n\rGatherOptions\x12\x15\n\x08\x62\x61rge_in\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x06prompt\x18\x02 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0bprompt_file\x18\x03 \x01(\tH\x02\x88\x01\x01\x12\x15\n\x08reprompt\x18\x04 \x01(\tH\x03\x88\x01\x01\x12\x1a\n\rreprompt_file\x18\x05 \x01(\tH\x04\x88\x01\x01\x12 \n\x13no_input_timeout_ms\x18\x06 \x01(\rH\x05\x88\x01\x01\x12\x1b\n\x0e\x65nd_silence_ms\x18\x07 \x01(\rH\x06\x88\x01\x01\x12\x1d\n\x10max_utterance_ms\x18\x08 \x01(\rH\x07\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\t \x01(\rH\x08\x88\x01\x01\x12\x17\n\x0f\x64tmf_timeout_ms\x18\n \x01(\rB\x0b\n\t_barge_inB\t\n\x07_promptB\x0e\n\x0c_prompt_fileB\x0b\n\t_repromptB\x10\n\x0e_reprompt_fileB\x16\n\x14_no_input_timeout_msB\x11\n\x0f_end_silence_msB\x13\n\x11_max_utterance_msB\x10\n\x0e_min_speech_ms\")\n\x0bHumanOption\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\xf8\x01\n\x13GetCallPlanResponse\x12\'\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x17.zhida.v1.CallerVerdict\x12\'\n\x06gather\x18\x02 \x01(\x0b\x32\x17.zhida.v1.GatherOptions\x12$\n\x05human\x18\x03 \x01(\x0b\x32\x15.zhida.v1.HumanOption\x12\'\n\tdtmf_menu\x18\x04 \x03(\x0b\x32\x14.zhida.v1.DtmfChoice\x12\x16\n\x0e\x66\x61llback_group\x18\x05 \x01(\t\x12\x11\n\thot_words\x18\x06 \x03(\t\x12\x15\n\rrules_version\x18\x07 \x01(\t*R\n\x08RulesArm\x12\x19\n\x15RULES_ARM_UNSPECIFIED\x10\x00\x12\x12\n\x0eRULES_ARM_LIVE\x10\x01\x12\x17\n\x13RULES_ARM_CANDIDATE\x10\x02*\xbd\x01\n\x0c\x44\x65\x63isionKind\x12\x1d\n\x19\x44\x45\x43ISION_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x43ISION_KIND_ROUTE\x10\x01\x12\x1a\n\x16\x44\x45\x43ISION_KIND_REPROMPT\x10\x02\x12\x1a\n\x16\x44\x45\x43ISION_KIND_FALLBACK\x10\x03\x12\x1d\n\x19\x44\x45\x43ISION_KIND_AFTER_HOURS\x10\x04\x12\x1e\n\x1a\x44\x45\x43ISION_KIND_DISAMBIGUATE\x10\x05*z\n\x0c\x43\x61llerAction\x12\x1d\n\x19\x43\x41LLER_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43\x41LLER_ACTION_LISTEN\x10\x01\x12\x17\n\x13\x43\x41LLER_ACTION_GROUP\x10\x02\x12\x18\n\x14\x43\x41LLER_ACTION_REFUSE\x10\x03\x32\xa5\x01\n\x14UnderstandingService\x12>\n\x07\x41nalyze\x12\x18.zhida.v1.AnalyzeRequest\x1a\x19.zhida.v1.AnalyzeResponse\x12M\n\x0c\x42\x61tchAnalyze\x12\x1d.zhida.v1.BatchAnalyzeRequest\x1a\x1e.zhida.v1.BatchAnalyzeResponse2\xa5\x02\n\x0eRoutingService\x12\x38\n\x05Route\x12\x16.zhida.v1.RouteRequest\x1a\x17.zhida.v1.RouteResponse\x12J\n\x0bReloadRules\x12\x1c.zhida.v1.ReloadRulesRequest\x1a\x1d.zhida.v1.ReloadRulesResponse\x12\x41\n\x08HotWords\x12\x19.zhida.v1.HotWordsRequest\x1a\x1a.zhida.v1.HotWordsResponse\x12J\n\x0bGetCallPlan\x12\x1c.zhida.v1.GetCallPlanRequest\x1a\x1d.zhida.v1.GetCallPlanResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'zhida.v1.routing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DECISIONKIND']._serialized_start=2329
-  _globals['_DECISIONKIND']._serialized_end=2518
-  _globals['_CALLERACTION']._serialized_start=2520
-  _globals['_CALLERACTION']._serialized_end=2642
+  _globals['_RULESARM']._serialized_start=2384
+  _globals['_RULESARM']._serialized_end=2466
+  _globals['_DECISIONKIND']._serialized_start=2469
+  _globals['_DECISIONKIND']._serialized_end=2658
+  _globals['_CALLERACTION']._serialized_start=2660
+  _globals['_CALLERACTION']._serialized_end=2782
   _globals['_WORD']._serialized_start=69
   _globals['_WORD']._serialized_end=117
   _globals['_ANALYZEREQUEST']._serialized_start=119
@@ -47,37 +49,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHANALYZERESPONSE']._serialized_start=271
   _globals['_BATCHANALYZERESPONSE']._serialized_end=337
   _globals['_ROUTEREQUEST']._serialized_start=340
-  _globals['_ROUTEREQUEST']._serialized_end=509
-  _globals['_CONTRIBUTION']._serialized_start=511
-  _globals['_CONTRIBUTION']._serialized_end=604
-  _globals['_DECISION']._serialized_start=607
-  _globals['_DECISION']._serialized_end=973
-  _globals['_CANDIDATE']._serialized_start=975
-  _globals['_CANDIDATE']._serialized_end=1031
-  _globals['_DTMFCHOICE']._serialized_start=1033
-  _globals['_DTMFCHOICE']._serialized_end=1090
-  _globals['_ROUTERESPONSE']._serialized_start=1092
-  _globals['_ROUTERESPONSE']._serialized_end=1199
-  _globals['_HOTWORDSREQUEST']._serialized_start=1201
-  _globals['_HOTWORDSREQUEST']._serialized_end=1253
-  _globals['_HOTWORDSRESPONSE']._serialized_start=1255
-  _globals['_HOTWORDSRESPONSE']._serialized_end=1315
-  _globals['_RELOADRULESREQUEST']._serialized_start=1317
-  _globals['_RELOADRULESREQUEST']._serialized_end=1374
-  _globals['_RELOADRULESRESPONSE']._serialized_start=1376
-  _globals['_RELOADRULESRESPONSE']._serialized_end=1414
-  _globals['_GETCALLPLANREQUEST']._serialized_start=1416
-  _globals['_GETCALLPLANREQUEST']._serialized_end=1485
-  _globals['_CALLERVERDICT']._serialized_start=1487
-  _globals['_CALLERVERDICT']._serialized_end=1593
-  _globals['_GATHEROPTIONS']._serialized_start=1596
-  _globals['_GATHEROPTIONS']._serialized_end=2032
-  _globals['_HUMANOPTION']._serialized_start=2034
-  _globals['_HUMANOPTION']._serialized_end=2075
-  _globals['_GETCALLPLANRESPONSE']._serialized_start=2078
-  _globals['_GETCALLPLANRESPONSE']._serialized_end=2326
-  _globals['_UNDERSTANDINGSERVICE']._serialized_start=2645
-  _globals['_UNDERSTANDINGSERVICE']._serialized_end=2810
-  _globals['_ROUTINGSERVICE']._serialized_start=2813
-  _globals['_ROUTINGSERVICE']._serialized_end=3106
+  _globals['_ROUTEREQUEST']._serialized_end=525
+  _globals['_CONTRIBUTION']._serialized_start=527
+  _globals['_CONTRIBUTION']._serialized_end=620
+  _globals['_DECISION']._serialized_start=623
+  _globals['_DECISION']._serialized_end=989
+  _globals['_CANDIDATE']._serialized_start=991
+  _globals['_CANDIDATE']._serialized_end=1047
+  _globals['_DTMFCHOICE']._serialized_start=1049
+  _globals['_DTMFCHOICE']._serialized_end=1106
+  _globals['_ROUTERESPONSE']._serialized_start=1109
+  _globals['_ROUTERESPONSE']._serialized_end=1255
+  _globals['_HOTWORDSREQUEST']._serialized_start=1257
+  _globals['_HOTWORDSREQUEST']._serialized_end=1309
+  _globals['_HOTWORDSRESPONSE']._serialized_start=1311
+  _globals['_HOTWORDSRESPONSE']._serialized_end=1371
+  _globals['_RELOADRULESREQUEST']._serialized_start=1373
+  _globals['_RELOADRULESREQUEST']._serialized_end=1430
+  _globals['_RELOADRULESRESPONSE']._serialized_start=1432
+  _globals['_RELOADRULESRESPONSE']._serialized_end=1470
+  _globals['_GETCALLPLANREQUEST']._serialized_start=1472
+  _globals['_GETCALLPLANREQUEST']._serialized_end=1541
+  _globals['_CALLERVERDICT']._serialized_start=1543
+  _globals['_CALLERVERDICT']._serialized_end=1649
+  _globals['_GATHEROPTIONS']._serialized_start=1652
+  _globals['_GATHEROPTIONS']._serialized_end=2088
+  _globals['_HUMANOPTION']._serialized_start=2090
+  _globals['_HUMANOPTION']._serialized_end=2131
+  _globals['_GETCALLPLANRESPONSE']._serialized_start=2134
+  _globals['_GETCALLPLANRESPONSE']._serialized_end=2382
+  _globals['_UNDERSTANDINGSERVICE']._serialized_start=2785
+  _globals['_UNDERSTANDINGSERVICE']._serialized_end=2950
+  _globals['_ROUTINGSERVICE']._serialized_start=2953
+  _globals['_ROUTINGSERVICE']._serialized_end=3246
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RulesArm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RULES_ARM_UNSPECIFIED: _ClassVar[RulesArm]
+    RULES_ARM_LIVE: _ClassVar[RulesArm]
+    RULES_ARM_CANDIDATE: _ClassVar[RulesArm]
+
 class DecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DECISION_KIND_UNSPECIFIED: _ClassVar[DecisionKind]
@@ -25,6 +31,9 @@ class CallerAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALLER_ACTION_LISTEN: _ClassVar[CallerAction]
     CALLER_ACTION_GROUP: _ClassVar[CallerAction]
     CALLER_ACTION_REFUSE: _ClassVar[CallerAction]
+RULES_ARM_UNSPECIFIED: RulesArm
+RULES_ARM_LIVE: RulesArm
+RULES_ARM_CANDIDATE: RulesArm
 DECISION_KIND_UNSPECIFIED: DecisionKind
 DECISION_KIND_ROUTE: DecisionKind
 DECISION_KIND_REPROMPT: DecisionKind
@@ -75,7 +84,7 @@ class BatchAnalyzeResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AnalyzeResponse, _Mapping]]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("tenant", "text", "words", "attempt", "at", "call_id", "candidates")
+    __slots__ = ("tenant", "text", "words", "attempt", "at", "call_id", "candidates", "caller")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +92,7 @@ class RouteRequest(_message.Message):
     AT_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     text: str
     words: _containers.RepeatedCompositeFieldContainer[Word]
@@ -90,7 +100,8 @@ class RouteRequest(_message.Message):
     at: _timestamp_pb2.Timestamp
     call_id: str
     candidates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tenant: _Optional[str] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., attempt: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
+    caller: str
+    def __init__(self, tenant: _Optional[str] = ..., text: _Optional[str] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., attempt: _Optional[int] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., call_id: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., caller: _Optional[str] = ...) -> None: ...
 
 class Contribution(_message.Message):
     __slots__ = ("term", "route", "weight", "kind", "similarity")
@@ -159,14 +170,16 @@ class DtmfChoice(_message.Message):
     def __init__(self, digit: _Optional[str] = ..., route: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("decision", "words", "rules_version")
+    __slots__ = ("decision", "words", "rules_version", "rules_arm")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     WORDS_FIELD_NUMBER: _ClassVar[int]
     RULES_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RULES_ARM_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
     words: _containers.RepeatedCompositeFieldContainer[Word]
     rules_version: str
-    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., rules_version: _Optional[str] = ...) -> None: ...
+    rules_arm: RulesArm
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., rules_version: _Optional[str] = ..., rules_arm: _Optional[_Union[RulesArm, str]] = ...) -> None: ...
 
 class HotWordsRequest(_message.Message):
     __slots__ = ("tenant", "max_words")
