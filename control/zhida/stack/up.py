@@ -31,7 +31,8 @@ def render_kamailio_local(config: Config) -> str:
         "#!define WITH_CONTROLLER",
         "#!define WITH_ANSWERED_MODE",
         f"#!define LISTEN_SIP udp:{sip.address}:{sip.port}",
-        f"#!define LISTEN_HTTP tcp:{sip.address}:{sip.http_port}",
+        # metrics on loopback: `sip.address` faces carriers, and xhttp's TCP socket must not be reachable from there
+        f"#!define LISTEN_HTTP tcp:127.0.0.1:{sip.http_port}",
         *_database_lines(config),
         f'#!define RTPENGINE_SOCKET "udp:{config.media.interface}:{config.media.ng_port}"',
         f'#!define EVAPI_BIND "127.0.0.1:{sip.evapi_port}"',
@@ -137,6 +138,13 @@ def grpc_healthy(address: str, service: str = "") -> bool:
     return answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def _private_file(path: Path) -> None:
+    """Creates `path` (or tightens it) readable by its owner alone, before anything writes secrets into it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+
+
 def _zhida(*args: str) -> list[str]:
     return [sys.executable, "-m", "zhida.cli", *args]
 
@@ -149,6 +157,7 @@ def up(config: Config, config_path: Path | None, services: tuple[str, ...] = SER
     run.mkdir(parents=True, exist_ok=True)
     down(config)  # a previous run's leftovers would hold the ports
     config_file = (run / "zhida.yaml").resolve()
+    _private_file(config_file)  # it may hold the directory's database password
     config_file.write_text(config.to_yaml(), encoding="utf-8")
     ensure_prompts(run / "prompts", config.controller)
 
@@ -158,7 +167,10 @@ def up(config: Config, config_path: Path | None, services: tuple[str, ...] = SER
     else:
         if config.kamailio_db.exists():
             config.kamailio_db.unlink()
+        _private_file(config.kamailio_db)  # agents' HA1 hashes
         directory = Directory.open_sqlite(config.kamailio_db)
+    if not (os.environ.get("ZHIDA_DB_URL") or config.controller.db_url):
+        _private_file(run / "data" / "zhida.db")  # call records; SQLite keeps the mode of an existing file
     directory.load_platform(config.platform_file)
     directory.set_b2bua_source(config.controller.rtp_address, config.controller.b2bua_port)
 
