@@ -14,6 +14,13 @@ from zhida.config import Config
 from zhida.stack import up as stack
 
 from tests.call.conftest import _dump_logs, start_stack
+from tests.crm.fixtures import (  # noqa: F401 (pytest finds fixtures by name; the AdminService bounds tests)
+    crm_api,
+    crm_channel,
+    crm_directory,
+    crm_tokens,
+    start_crm_api,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,14 @@ service's `ReloadRules`. Directory calls are synchronous database work: they run
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from zhida.crm.auth import Principal, TokenAuth, require_admin, resolve_tenant
 from zhida.crm.errors import in_thread
@@ -24,6 +27,53 @@ log = logging.getLogger(__name__)
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 MAX_CONFIG_BYTES = 1 << 20
 DIRECTORY = "directory"
+
+# Longest value of a request's string fields, by field name in any message: names are short identifiers, a
+# domain is a DNS name, a 400 number has digits only. config_yaml has its own byte bound (MAX_CONFIG_BYTES).
+FIELD_LIMITS = {"domain": 253, "number": 32, "password": 128}
+CHECKED_BY_THE_RPC = {"config_yaml"}
+NAME_LIMIT = 64
+# Error details quote at most this much of anything the caller sent (gRPC refuses metadata over 8 KB).
+DETAIL_LIMIT = 200
+
+Request = TypeVar("Request", bound=Message)
+Reply = TypeVar("Reply")
+
+
+def oversized(message: Message, prefix: str = "") -> str | None:
+    """The path of the first string field of `message` over its bound, with the bound; None if all fit."""
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        values = value if field.is_repeated else [value]
+        for item in values:
+            if field.type == FieldDescriptor.TYPE_STRING and field.name not in CHECKED_BY_THE_RPC:
+                limit = FIELD_LIMITS.get(field.name, NAME_LIMIT)
+                if len(item) > limit:
+                    return f"{path}: longer than {limit} characters"
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                found = oversized(item, f"{path}.")
+                if found is not None:
+                    return found
+    return None
+
+
+def bounded(
+    method: Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Reply]],
+) -> Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Reply]]:
+    """Refuses a request with an oversized string field before the RPC reads it."""
+
+    @functools.wraps(method)
+    async def checked(self: Any, request: Request, context: grpc.aio.ServicerContext) -> Reply:
+        problem = oversized(request)
+        if problem is not None:
+            await _abort(context, INVALID, problem)
+        return await method(self, request, context)
+
+    return checked
+
+
+def short(text: str, limit: int = DETAIL_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class AdminService(admin_pb2_grpc.AdminServiceServicer):
@@ -45,6 +95,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     # -- tenants -----------------------------------------------------------------------------------------
 
+    @bounded
     async def CreateTenant(
         self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateTenantResponse:
@@ -70,6 +121,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         log.info("%s created tenant %s", principal.name, tenant.name)
         return pb.CreateTenantResponse(tenant=await self._tenant(context, tenant.name))
 
+    @bounded
     async def UpdateTenant(
         self, request: pb.UpdateTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateTenantResponse:
@@ -94,6 +146,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         log.info("%s updated tenant %s", principal.name, tenant.name)
         return pb.UpdateTenantResponse(tenant=await self._tenant(context, tenant.name))
 
+    @bounded
     async def GetTenant(
         self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetTenantResponse:
@@ -101,6 +154,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         name = await resolve_tenant(principal, request.name, context, field="name")
         return pb.GetTenantResponse(tenant=await self._tenant(context, name))
 
+    @bounded
     async def ListTenants(
         self, request: pb.ListTenantsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListTenantsResponse:
@@ -112,6 +166,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     # -- numbers -----------------------------------------------------------------------------------------
 
+    @bounded
     async def AddNumber(
         self, request: pb.AddNumberRequest, context: grpc.aio.ServicerContext
     ) -> pb.AddNumberResponse:
@@ -137,6 +192,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         log.info("%s assigned %s to %s", principal.name, number.number, number.tenant)
         return pb.AddNumberResponse(number=pb.Number(number=number.number, tenant=number.tenant))
 
+    @bounded
     async def ListNumbers(
         self, request: pb.ListNumbersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListNumbersResponse:
@@ -148,6 +204,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     # -- groups ------------------------------------------------------------------------------------------
 
+    @bounded
     async def CreateAgentGroup(
         self, request: pb.CreateAgentGroupRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateAgentGroupResponse:
@@ -170,6 +227,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             group=pb.AgentGroup(name=group.name, tenant=tenant, overflow_group=group.overflow_group)
         )
 
+    @bounded
     async def ListAgentGroups(
         self, request: pb.ListAgentGroupsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentGroupsResponse:
@@ -184,6 +242,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     # -- agents ------------------------------------------------------------------------------------------
 
+    @bounded
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateAgentResponse:
@@ -207,6 +266,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         agent_pb, credentials_pb = _credentials_pb(tenant, credentials)
         return pb.CreateAgentResponse(agent=agent_pb, credentials=credentials_pb)
 
+    @bounded
     async def ListAgents(
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentsResponse:
@@ -220,6 +280,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         ]
         return pb.ListAgentsResponse(agents=agents)
 
+    @bounded
     async def DeleteAgent(
         self, request: pb.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteAgentResponse:
@@ -234,6 +295,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         log.info("deleted agent %s of %s", request.username, tenant)
         return pb.DeleteAgentResponse()
 
+    @bounded
     async def ResetAgentPassword(
         self, request: pb.ResetAgentPasswordRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResetAgentPasswordResponse:
@@ -254,6 +316,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
 
     # -- routing configs ---------------------------------------------------------------------------------
 
+    @bounded
     async def UploadRoutingConfig(
         self, request: pb.UploadRoutingConfigRequest, context: grpc.aio.ServicerContext
     ) -> pb.UploadRoutingConfigResponse:
@@ -287,7 +350,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             )
         except grpc.aio.AioRpcError as exc:
             # The routing service's own verdict (INVALID_ARGUMENT, UNAVAILABLE, …) goes back as it is.
-            await context.abort(exc.code(), f"routing service: {exc.details()}")
+            await context.abort(exc.code(), short(f"routing service: {exc.details()}"))
         log.info("routing config %s installed for %s", reply.version, tenant)
         return pb.UploadRoutingConfigResponse(version=reply.version or config.version, routes=routes)
 
@@ -345,7 +408,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             return await in_thread(context, DIRECTORY, function, *args, **kwargs)
         except DirectoryError as exc:
             reason = str(exc).split(": ", 1)[-1]
-            await _abort(context, INVALID, f"{fields.get(exc.field, exc.field)}: {reason}")
+            await _abort(context, INVALID, short(f"{fields.get(exc.field, exc.field)}: {reason}"))
 
 
 _TENANT_FIELDS = {
@@ -399,4 +462,4 @@ def _referenced_groups(config: Any) -> list[tuple[str, str]]:
 def _config_message(exc: ValueError) -> str:
     line = getattr(exc, "line", None)
     reason = getattr(exc, "reason", None) or str(exc)
-    return f"config_yaml: line {line}: {reason}" if line else f"config_yaml: {reason}"
+    return short(f"config_yaml: line {line}: {reason}" if line else f"config_yaml: {reason}")
