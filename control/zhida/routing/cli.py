@@ -231,8 +231,13 @@ def register(sub: Any) -> None:
         action="store_true",
         help="learn term weights only (no sentence-encoder layer, no examples)",
     )
-    learn.add_argument("file", help="TSV with `text` and `group` (or UnionPay `subject`), optional `faq_id`")
+    learn.add_argument(
+        "file", nargs="?", help="TSV with `text` and `group` (or UnionPay `subject`), optional `faq_id`"
+    )
     learn.set_defaults(func=cmd_rules_learn)
+    from zhida.routing.versions_cli import register as register_versions
+
+    register_versions(rsub, learn)  # versions, promote, rollback, replay, ab; learn --from-calls
 
     e = sub.add_parser("eval", help="evaluate a tenant's rules on a labelled TSV (JSON metrics)")
     e.add_argument("--tenant", required=True)
