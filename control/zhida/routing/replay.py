@@ -251,7 +251,7 @@ def _recorded(row: CallRow, timeline: Sequence[EventRow]) -> RecordedCall:
 # --- replaying -------------------------------------------------------------------------------------------
 
 
-class _Segmenter:
+class Segmenter:
     """Words and sentence vectors of each transcript, computed once per dictionary and shared by versions."""
 
     def __init__(self, analyzer: Analyzer, texts: Sequence[str]) -> None:
@@ -289,7 +289,7 @@ def _outcome(d: Decision, utterance: int) -> Outcome:
     )
 
 
-def play(call: RecordedCall, rules: TenantRules, segmenter: _Segmenter) -> Outcome:
+def play(call: RecordedCall, rules: TenantRules, segmenter: Segmenter) -> Outcome:
     """What `rules` would have done with the recorded call."""
     words = segmenter.words(rules)
     vectors = segmenter.vectors(rules)
@@ -367,7 +367,7 @@ def replay(
 ) -> ReplayReport:
     """Replay `calls` through both rule sets; with `gate`, judge the candidate."""
     t0 = time.perf_counter()
-    segmenter = _Segmenter(analyzer, [u.transcript for c in calls for u in c.utterances])
+    segmenter = Segmenter(analyzer, [u.transcript for c in calls for u in c.utterances])
     report = ReplayReport(
         tenant=live.config.tenant,
         live_version=live.config.version,
