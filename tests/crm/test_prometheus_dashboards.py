@@ -28,6 +28,7 @@ import yaml
 import zhida
 from zhida.events import CallEvent, CallEventKind, EventBus
 from zhida.metrics import CallMetrics, recognizer, start_metrics_server
+from zhida.routing.ab_metrics import VersionVerdicts
 from zhida.stack.ports import free_port, free_ports
 from zhida.store import CallRecorder, open_engine
 from zhida.v1 import calls_pb2 as pb
@@ -216,6 +217,7 @@ async def emit_every_zhida_metric(api_port: int, tokens) -> None:
     """At least one sample of each metric the dashboards read, through the real code paths."""
     bus = EventBus()
     bus.add_sink(CallMetrics())
+    bus.add_sink(VersionVerdicts())
     for i, tenant in enumerate(("acme", "globex")):
         for event in scripted_call(f"prom-{i}", tenant):
             bus.publish(event)

@@ -59,6 +59,9 @@ def attach_store(
     bus.add_sink(recorder)
     if metrics:
         bus.add_sink(CallMetrics())
+        from zhida.routing.ab_metrics import VersionVerdicts
+
+        bus.add_sink(VersionVerdicts())  # verdicts by the rule set that decided (A/B tests)
     return CallStore(engine), recorder
 
 
