@@ -38,6 +38,9 @@ class CallEventKind(enum.Enum):
     ENDED = "ended"
     # data: correct (bool), correct_group (str, when not correct), agent
     FEEDBACK = "feedback"
+    # Not a call's (call_id ""): the tenant's live routing rules changed.
+    # data: version, number, previous, action (promote|rollback|auto-promote), by
+    RULES = "rules"
 
 
 class CallOutcome(enum.Enum):

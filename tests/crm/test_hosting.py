@@ -39,7 +39,9 @@ async def test_attach_to_controller(tmp_path, monkeypatch):
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        assert hosted.services == ["zhida.v1.CallEventService", "zhida.v1.AdminService"]
+        assert hosted.services == [
+            "zhida.v1.CallEventService", "zhida.v1.AdminService", "zhida.v1.RuleVersionService"
+        ]
         secret = tmp_path / "run" / "api-tokens.secret"
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
         tokens = {line.split("\t")[1]: line.split("\t")[2] for line in secret.read_text().splitlines()[1:]}

@@ -20,6 +20,7 @@ KIND_TO_PB = {
     CallEventKind.ANSWERED: pb.CALL_EVENT_KIND_ANSWERED,
     CallEventKind.ENDED: pb.CALL_EVENT_KIND_ENDED,
     CallEventKind.FEEDBACK: pb.CALL_EVENT_KIND_FEEDBACK,
+    CallEventKind.RULES: pb.CALL_EVENT_KIND_RULES_CHANGED,
 }
 
 OUTCOME_TO_PB = {
@@ -129,6 +130,16 @@ def _fill_detail(message: pb.CallEvent, kind: CallEventKind, data: dict[str, Any
                 correct_group=_s(data.get("correct_group")),
                 agent=_s(data.get("agent")),
                 comment=_s(data.get("comment")),
+            )
+        )
+    elif kind is CallEventKind.RULES:
+        message.rules_changed.CopyFrom(
+            pb.RulesChanged(
+                version_id=_s(data.get("version")),
+                number=_u(data.get("number")),
+                previous_version_id=_s(data.get("previous")),
+                action=_s(data.get("action")),
+                by=_s(data.get("by")),
             )
         )
 

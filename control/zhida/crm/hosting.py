@@ -79,7 +79,8 @@ def attach_to_controller(
         routing = routing_pb2_grpc.RoutingServiceStub(routing_channel)
 
     services = add_services(
-        server, bus=bus, store=store, auth=auth, directory=directory, routing=routing, health=health
+        server, bus=bus, store=store, auth=auth, directory=directory, routing=routing, health=health,
+        tenants_dir=config.routing_tenants_dir,
     )
     metrics_server, metrics_port = None, None
     port = controller.metrics_port

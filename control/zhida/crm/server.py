@@ -76,6 +76,7 @@ def add_services(
     validate_rules: Any = None,
     health: health_aio.HealthServicer | None = None,
     reflection_service: bool = True,
+    tenants_dir: str | Path | None = None,
 ) -> list[str]:
     """Registers CallEventService, AdminService (when a directory is given), health and reflection.
 
@@ -83,6 +84,8 @@ def add_services(
     validate_rules: the routing config validator (defaults to zhida.routing's). Pass `health` when the host
     already serves a health servicer (statuses are set on it), and reflection_service=False when the host
     enables reflection itself (then include the returned names). Returns the service names registered.
+    tenants_dir: the routing service's tenants folder (on this box): adds RuleVersionService, and sends changes
+    of the live rules to WatchCalls (call it on the running loop then).
     """
     names = [CALLS_SERVICE]
     calls_pb2_grpc.add_CallEventServiceServicer_to_server(
@@ -95,6 +98,16 @@ def add_services(
         admin = AdminService(directory=directory, auth=auth, routing=routing, validate_rules=validate_rules)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)
         names.append(ADMIN_SERVICE)
+    if tenants_dir is not None:
+        from zhida.crm.rules_service import RuleVersionService
+        from zhida.routing.version_events import LiveVersionWatcher
+        from zhida.v1 import rules_pb2, rules_pb2_grpc
+
+        db_url = store.engine.url.render_as_string(hide_password=False)
+        rules = RuleVersionService(auth=auth, tenants_dir=tenants_dir, db_url=db_url)
+        rules_pb2_grpc.add_RuleVersionServiceServicer_to_server(rules, server)
+        names.append(rules_pb2.DESCRIPTOR.services_by_name["RuleVersionService"].full_name)
+        LiveVersionWatcher(bus, tenants_dir).start()
     if health is None:
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -167,6 +180,7 @@ async def start_api(
     validate_rules: Any = None,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    tenants_dir: str | Path | None = None,
 ) -> RunningApi:
     """Starts the API with its own bus, store and recorder (for `zhida serve-api` and tests)."""
     bus = bus or EventBus()
@@ -183,6 +197,7 @@ async def start_api(
         routing=routing,
         validate_rules=validate_rules,
         health=health,
+        tenants_dir=tenants_dir,
     )
     port = add_port(server, listen, tls_cert=tls_cert, tls_key=tls_key)
     await server.start()

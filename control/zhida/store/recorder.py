@@ -118,6 +118,8 @@ class CallRecorder:
 
 def _apply(session: Session, rows: dict[str, CallRow], event: CallEvent) -> None:
     """Folds one event into its call's row and appends it to the timeline."""
+    if event.kind is CallEventKind.RULES:  # a tenant's event, not a call's: no record
+        return
     row = rows.get(event.call_id) or session.get(CallRow, event.call_id)
     if row is None:
         # The first event seen may be a later one (recorder started mid-call): keep what arrives.

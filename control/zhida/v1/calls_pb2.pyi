@@ -22,6 +22,7 @@ class CallEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_EVENT_KIND_ANSWERED: _ClassVar[CallEventKind]
     CALL_EVENT_KIND_ENDED: _ClassVar[CallEventKind]
     CALL_EVENT_KIND_FEEDBACK: _ClassVar[CallEventKind]
+    CALL_EVENT_KIND_RULES_CHANGED: _ClassVar[CallEventKind]
 
 class CallOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -51,6 +52,7 @@ CALL_EVENT_KIND_RINGING: CallEventKind
 CALL_EVENT_KIND_ANSWERED: CallEventKind
 CALL_EVENT_KIND_ENDED: CallEventKind
 CALL_EVENT_KIND_FEEDBACK: CallEventKind
+CALL_EVENT_KIND_RULES_CHANGED: CallEventKind
 CALL_OUTCOME_UNSPECIFIED: CallOutcome
 CALL_OUTCOME_CONNECTED: CallOutcome
 CALL_OUTCOME_ABANDONED: CallOutcome
@@ -179,8 +181,22 @@ class Feedback(_message.Message):
     comment: str
     def __init__(self, correct: _Optional[bool] = ..., correct_group: _Optional[str] = ..., agent: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
 
+class RulesChanged(_message.Message):
+    __slots__ = ("version_id", "number", "previous_version_id", "action", "by")
+    VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    version_id: str
+    number: int
+    previous_version_id: str
+    action: str
+    by: str
+    def __init__(self, version_id: _Optional[str] = ..., number: _Optional[int] = ..., previous_version_id: _Optional[str] = ..., action: _Optional[str] = ..., by: _Optional[str] = ...) -> None: ...
+
 class CallEvent(_message.Message):
-    __slots__ = ("call_id", "tenant", "kind", "time", "sequence", "started", "prompt", "transcript", "decision", "ringing", "answered", "ended", "feedback")
+    __slots__ = ("call_id", "tenant", "kind", "time", "sequence", "started", "prompt", "transcript", "decision", "ringing", "answered", "ended", "feedback", "rules_changed")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +210,7 @@ class CallEvent(_message.Message):
     ANSWERED_FIELD_NUMBER: _ClassVar[int]
     ENDED_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    RULES_CHANGED_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     tenant: str
     kind: CallEventKind
@@ -207,7 +224,8 @@ class CallEvent(_message.Message):
     answered: AgentAnswered
     ended: CallEnded
     feedback: Feedback
-    def __init__(self, call_id: _Optional[str] = ..., tenant: _Optional[str] = ..., kind: _Optional[_Union[CallEventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., started: _Optional[_Union[CallStarted, _Mapping]] = ..., prompt: _Optional[_Union[PromptPlayed, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., decision: _Optional[_Union[RoutingDecision, _Mapping]] = ..., ringing: _Optional[_Union[AgentRinging, _Mapping]] = ..., answered: _Optional[_Union[AgentAnswered, _Mapping]] = ..., ended: _Optional[_Union[CallEnded, _Mapping]] = ..., feedback: _Optional[_Union[Feedback, _Mapping]] = ...) -> None: ...
+    rules_changed: RulesChanged
+    def __init__(self, call_id: _Optional[str] = ..., tenant: _Optional[str] = ..., kind: _Optional[_Union[CallEventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., started: _Optional[_Union[CallStarted, _Mapping]] = ..., prompt: _Optional[_Union[PromptPlayed, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., decision: _Optional[_Union[RoutingDecision, _Mapping]] = ..., ringing: _Optional[_Union[AgentRinging, _Mapping]] = ..., answered: _Optional[_Union[AgentAnswered, _Mapping]] = ..., ended: _Optional[_Union[CallEnded, _Mapping]] = ..., feedback: _Optional[_Union[Feedback, _Mapping]] = ..., rules_changed: _Optional[_Union[RulesChanged, _Mapping]] = ...) -> None: ...
 
 class WatchCallsRequest(_message.Message):
     __slots__ = ("tenant", "kinds", "include_partials")
