@@ -1,10 +1,12 @@
-"""Routing costs: LAC segmentation + rule scoring per decision, over gRPC, and learning time.
+"""Routing costs: LAC segmentation + sentence encoder + rule scoring per decision, over gRPC, and learning time.
 
     nice -n 10 python -m bench.routing_latency [--cpu 0] [--repeat 3] [--skip-learn]
 
 - decide: one sentence at a time, as the call controller asks (a partial or a final): LAC on the sentence,
-  then the tenant's engine.  Reported separately (segment, score) and together (decision), with p50/p99 and
-  decisions per second, pinned to one CPU core (`--cpu`), paddle limited to one thread.
+  the sentence encoder (tenants with meaning rules), then the tenant's engine.  Reported separately (segment,
+  encode, score) and together (decision), with p50/p99 and decisions per second, pinned to one CPU core
+  (`--cpu`), paddle limited to one thread.  The encoder's cache is emptied before every sentence, so every
+  decision pays for its vector (in a call, a partial repeated unchanged would not).
 - sentences: the demo tenant's sentences and every prefix of them (partials), and, when the UnionPay data is
   present (`$ZHIDA_SHARED_DATA/unionpay95516`), its test questions scored by a tenant learned from train.tsv
   (~57k learned terms, the large case).
@@ -49,19 +51,25 @@ def _summary(ms: list[float]) -> dict[str, float]:
 def bench_decisions(store: Any, tenant: str, texts: list[str], repeat: int) -> dict[str, Any]:
     rules = store.get(tenant)
     analyzer = store.analyzer
+    semantic = rules.engine.semantic
     for t in texts[:20]:  # warm up
         rules.engine.decide(t, analyzer.analyze(t, rules.dictionary))
-    seg, score, total = [], [], []
+    seg, enc, score, total = [], [], [], []
     for _ in range(repeat):
         for t in texts:
+            if semantic is not None:
+                semantic.encoder.clear_cache()
             t0 = time.perf_counter()
             words = analyzer.analyze(t, rules.dictionary)
             t1 = time.perf_counter()
-            rules.engine.decide(t, words, attempt=1)
+            vector = semantic.vector(t) if semantic is not None else None
             t2 = time.perf_counter()
+            rules.engine.decide(t, words, attempt=1, vector=vector)
+            t3 = time.perf_counter()
             seg.append((t1 - t0) * 1000)
-            score.append((t2 - t1) * 1000)
-            total.append((t2 - t0) * 1000)
+            enc.append((t2 - t1) * 1000)
+            score.append((t3 - t2) * 1000)
+            total.append((t3 - t0) * 1000)
     # Batched segmentation, for offline work (eval, learning).
     t0 = time.perf_counter()
     for i in range(0, len(texts), 64):
@@ -69,8 +77,10 @@ def bench_decisions(store: Any, tenant: str, texts: list[str], repeat: int) -> d
     batched = len(texts) / (time.perf_counter() - t0)
     return {
         "sentences": len(texts),
+        "examples": len(semantic.texts) if semantic is not None else 0,
         "mean_chars": round(statistics.fmean(len(t) for t in texts), 1),
         "segment": _summary(seg),
+        "encode": _summary(enc),
         "score": _summary(score),
         "decision": _summary(total),
         "segment_batched_per_s": round(batched, 1),
@@ -80,6 +90,7 @@ def bench_decisions(store: Any, tenant: str, texts: list[str], repeat: int) -> d
 def bench_grpc(tenants_dir: Path, tenant: str, texts: list[str], repeat: int) -> dict[str, Any]:
     import grpc
     from zhida.routing.server import serve
+    from zhida.understanding.encoder import get_encoder
     from zhida.v1 import routing_pb2 as pb
     from zhida.v1 import routing_pb2_grpc as pb_grpc
 
@@ -91,6 +102,7 @@ def bench_grpc(tenants_dir: Path, tenant: str, texts: list[str], repeat: int) ->
                 stub.Route(pb.RouteRequest(tenant=tenant, text=t), timeout=10)
             ms = []
             for _ in range(repeat):
+                get_encoder().clear_cache()  # each round as new calls: only prefixes shared within it hit
                 for t in texts:
                     t0 = time.perf_counter()
                     stub.Route(pb.RouteRequest(tenant=tenant, text=t, attempt=1), timeout=10)

@@ -134,3 +134,31 @@ def test_grpc_disambiguation_and_hot_words(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as err:
         stub.HotWords(pb.HotWordsRequest(tenant="nobody"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_learn_writes_the_model_next_to_the_tenant_and_checks_it(analyzer: Analyzer, tmp_path: Path) -> None:
+    from routingkit import DEMO_SENTENCES
+    from zhida.routing.dataset import Example, read_tsv
+    from zhida.routing.learn import learn
+    from zhida.routing.semantic_model import write_bytes_atomically
+
+    examples = read_tsv(DEMO_SENTENCES)
+    catalogue = [Example("发票抬头开错了能重开吗", "billing", "c1"), Example("安装师傅迟到了很久", "complaint", "c2")]
+    out = learn(examples, "shop", analyzer, c_grid=(10.0,), folds=3, catalogue=catalogue,
+                example_weights=(0.0, 10.0), min_similarities=(0.0,))
+    assert out.report.catalogue == 2 and out.report.max_probability_gap < 0.05
+    write_bytes_atomically(tmp_path / out.model_name, out.model)
+    (tmp_path / "shop.yaml").write_text(out.text, "utf-8")
+    store = TenantStore(tmp_path, analyzer)
+    assert store.reload_all() == {}
+    d, _ = store.route("shop", "发票抬头开错了能重开吗", attempt=2)
+    assert d.group == "billing"
+    kinds = {c.kind for c in d.explanation}
+    assert "learned meaning" in kinds
+    if out.report.example_weight > 0:  # cross-validation kept the examples: the catalogue question is one
+        assert any(c.kind == "learned example" and c.similarity > 0.99 for c in d.explanation)
+    # A model file that is not the one the YAML was written with is refused; the running rules stay.
+    (tmp_path / out.model_name).write_bytes(out.model[:-10] + b"0123456789")
+    with pytest.raises(ConfigError, match=r"semantic/model: .*SHA-256 differs"):
+        store.reload("shop")
+    assert store.route("shop", "发票抬头开错了能重开吗", attempt=2)[0].group == "billing"

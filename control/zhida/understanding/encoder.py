@@ -103,6 +103,10 @@ class SentenceEncoder:
                         self._cache.popitem(last=False)
         return out
 
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
 
