@@ -176,7 +176,7 @@ def learn(
     seed: int = 0,
     catalogue: Sequence[Example] = (),
     meaning: bool = True,
-    example_weights: Sequence[float] = (0.0, 5.0, 10.0, 20.0),
+    example_weights: Sequence[float] = (0.0, 10.0, 20.0, 40.0),
     min_similarities: Sequence[float] = (0.0, 0.4),
     neighbours: int = 1,
     vector_scale: float = 4.0,
