@@ -72,6 +72,8 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
                 "tenant": cfg.tenant,
                 "version": cfg.version,
                 "routes": {n: r.group for n, r in cfg.routes.items()},
+                "examples": sum(len(r.examples) + len(r.learned_examples) for r in cfg.routes.values()),
+                **({"semantic_model": cfg.semantic.model} if cfg.semantic is not None and cfg.semantic.model else {}),
             }
         )
     return status
