@@ -25,14 +25,21 @@ KNOWN_NUMBER = "4008001234"
 
 @pytest.fixture
 def controller(edge: Config) -> Iterator[EvapiClient]:
-    """A stand-in controller on the evapi link (Kamailio counts it as connected)."""
+    """A stand-in controller on the evapi link (Kamailio counts it as connected). The previous test's client
+    must be gone first: with max_clients 1, a connection made before Kamailio freed the slot is refused."""
+    wait_for_controllers(edge, 0)
     client = EvapiClient(edge.sip.evapi_port)
-    deadline = time.monotonic() + 3
-    while controllers(edge) != 1:
-        assert time.monotonic() < deadline, "Kamailio did not count the evapi client"
-        time.sleep(0.05)
+    wait_for_controllers(edge, 1)
     yield client
     client.close()
+    wait_for_controllers(edge, 0)
+
+
+def wait_for_controllers(edge: Config, count: int) -> None:
+    deadline = time.monotonic() + 3
+    while controllers(edge) != count:
+        assert time.monotonic() < deadline, f"Kamailio does not count {count} evapi client(s)"
+        time.sleep(0.05)
 
 
 def controllers(edge: Config) -> object:
