@@ -21,6 +21,8 @@ from tests.security.conftest import kamailio_log, media_sessions, sip_target, to
 from tests.security.sipwire import SDP, EvapiClient, peer, request
 
 KNOWN_NUMBER = "4008001234"
+# the demo platform's answered-mode trunk: its calls would go to the controller's B2BUA
+ANSWERED_TRUNK_IP = "127.0.0.5"
 
 
 @pytest.fixture
@@ -54,12 +56,13 @@ def pending(edge: Config, call_id: str) -> object:
         return None
 
 
-def test_unknown_number_gets_404_at_once_without_media_or_controller(edge: Config,
-                                                                      controller: EvapiClient) -> None:
-    with peer(TRUNK_IP) as trunk:
+@pytest.mark.parametrize("trunk_ip", [TRUNK_IP, ANSWERED_TRUNK_IP])
+def test_unknown_number_gets_404_at_once_without_media_or_controller(edge: Config, controller: EvapiClient,
+                                                                      trunk_ip: str) -> None:
+    with peer(trunk_ip) as trunk:
         started = time.monotonic()
         trunk.send(request("INVITE", f"sip:4009999999@{edge.sip.address}", trunk.address,
-                           body=SDP.format(ip=TRUNK_IP)), sip_target(edge))
+                           body=SDP.format(ip=trunk_ip)), sip_target(edge))
         codes = trunk.codes(timeout=3)
         elapsed = time.monotonic() - started
     assert codes[-1:] == [404], codes
