@@ -148,3 +148,5 @@ def test_every_event_of_a_routed_call_keeps_the_schema(edge: Config, controller:
     assert {"register", "call_held", "agent_invite", "agent_answered", "call_ended"} <= set(kinds), kinds
     assert [(event["event"], contract_error("event", event)) for event in events
             if contract_error("event", event)] == []
+    assert all(event["expires"].isdigit() or event["expires"] == "" for event in events
+               if event["event"] == "register"), events
