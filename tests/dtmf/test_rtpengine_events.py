@@ -96,10 +96,14 @@ class StandIn:
             self.done.set()
 
 
-async def call_with(config: Config, pcap_packets: list[tuple[float, Any]], work: Path, expect: int) -> StandIn:
+async def call_with(config: Config, pcap_packets: list[tuple[float, Any]], work: Path, expect: int,
+                    event_type: int = 101) -> StandIn:
     pcap = work / "caller.pcap"
     write_packets_pcap(pcap, pcap_packets)
     scenario = caller_scenario(pcap, work / "caller.xml")
+    if event_type != 101:  # a carrier that maps telephone-event to another dynamic payload type
+        text = scenario.read_text().replace("RTP/AVP 0 101", f"RTP/AVP 0 {event_type}")
+        scenario.write_text(text.replace("a=rtpmap:101 ", f"a=rtpmap:{event_type} "))
     stand_in = StandIn(config, expect)
     stand_in.evapi.start()
     try:
@@ -129,12 +133,15 @@ def timed(packets: list[Any]) -> list[tuple[float, Any]]:
     return [(p.timestamp / 8000.0, p) for p in packets]
 
 
-async def test_rfc4733_keys_reach_the_fork(stack: Config, operator: Agents, tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_type", [101, 96])
+async def test_rfc4733_keys_reach_the_fork(stack: Config, operator: Agents, tmp_path: Path, event_type: int) -> None:
     audio = audio_packets(silence(2600), ssrc=0x5151)
-    events = (event_packets("0", timestamp=4000, seq=1000, ssrc=0x5151)
-              + event_packets("5", timestamp=10400, seq=1100, ssrc=0x5151))
-    stand_in = await call_with(stack, timed(audio) + timed(events), tmp_path, expect=2)
-    assert te.payload_types(stand_in.offer_sdp) == (101,)
+    events = (event_packets("0", timestamp=4000, seq=1000, ssrc=0x5151, payload_type=event_type)
+              + event_packets("5", timestamp=10400, seq=1100, ssrc=0x5151, payload_type=event_type))
+    stand_in = await call_with(stack, timed(audio) + timed(events), tmp_path, expect=2, event_type=event_type)
+    # rtpengine keeps the caller's payload type (the stand-in's answer says 101 either way): the detector
+    # must listen for the type of the offer
+    assert te.payload_types(stand_in.offer_sdp) == (event_type,)
     assert [(d.digit, d.source, d.timestamp) for d in stand_in.digits] == [("0", "rfc4733", 4000),
                                                                           ("5", "rfc4733", 10400)]
     assert stand_in.fork is not None and stand_in.fork.packets > 20  # the audio came through as well
