@@ -67,6 +67,17 @@ def test_minimum_duration_and_gap() -> None:
     assert detect(pcm) == list("1122")
 
 
+@pytest.mark.parametrize("offset", range(0, 160, 23))
+def test_q24_durations_wherever_the_tone_starts(offset: int) -> None:
+    # Q.24: a 40 ms tone is a key, a tone under about 25 ms is not; a 10 ms break inside a key does not make two
+    # keys, a 40 ms pause between two does
+    lead = silence(100 + offset / 8)
+    assert detect(np.concatenate([lead, key_tone("8", 40), silence(100)])) == ["8"]
+    assert detect(np.concatenate([lead, key_tone("8", 30), silence(100)])) == []
+    assert detect(np.concatenate([lead, key_tone("#", 60), silence(10), key_tone("#", 60), silence(100)])) == ["#"]
+    assert detect(np.concatenate([lead, key_tone("#", 60), silence(40), key_tone("#", 60), silence(100)])) == ["#", "#"]
+
+
 def test_a_long_press_is_one_key() -> None:
     assert detect(np.concatenate([key_tone("0", 2000), silence(100)])) == ["0"]
 

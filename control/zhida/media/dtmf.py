@@ -2,15 +2,17 @@
 
 The in-band detector follows the classic receiver design (spandsp, Asterisk's dsp.c) for ITU-T Q.23/Q.24
 tones: Goertzel power at the 8 DTMF frequencies (and their second harmonics) over 102-sample blocks
-(12.75 ms, the resolution that separates neighbouring rows), and a block counts as a key only if
+(12.75 ms, the resolution that separates neighbouring rows) every 51 samples, and a block counts as a key only if
 
 - both tones are loud enough and one row and one column stand out from the others of their group,
 - the twist (row vs column level) is within what lines and phones produce,
 - the two tones carry most of the block's energy (speech spreads it), and
 - neither tone has a strong second harmonic (voiced speech is rich in harmonics, a keypad's tones are not).
 
-A key is reported once it holds for `hits` consecutive blocks (~40 ms) and may be reported again only after
-`gap` blocks without it. The Goertzel sums for all blocks of a packet are one matrix product with numpy.
+A key is reported once it holds for `hits` consecutive blocks (38 ms of tone) and may be reported again only
+after `gap` blocks without it. The half-block hop makes a 40 ms tone always contain five whole blocks (with
+blocks end to end, a 40 ms tone held three whole ones only when it started early in a block). The Goertzel
+sums for all blocks of a packet are one matrix product with numpy.
 
 The PyPI packages for this (dtmf, pydtmf) loop over samples in Python and make none of the checks above, so
 speech triggers them; this module is the kept implementation.
@@ -32,6 +34,7 @@ ROWS = (697.0, 770.0, 852.0, 941.0)
 COLUMNS = (1209.0, 1336.0, 1477.0, 1633.0)
 KEYS = ("123A", "456B", "789C", "*0#D")
 BLOCK = 102  # samples; the frequency resolution (78 Hz) separates adjacent rows (73 Hz apart) at their nulls
+HOP = BLOCK // 2
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,10 @@ class InbandSettings:
     # the column tones and picks up their leakage, so its bound is looser.
     row_harmonic_db: float = 3.0
     column_harmonic_db: float = 15.0
-    hits: int = 3  # consecutive blocks: 38 ms, Q.24's 40 ms minimum tone
-    gap: int = 2  # blocks without the key before it counts as released (25 ms; packet loss leaves no silence)
+    hits: int = 5  # consecutive blocks, 306 samples: 38 ms, within Q.24's 40 ms minimum tone
+    # Blocks without the key before it counts as released: 4 (255 samples) outlast a 10 ms dropout inside a
+    # tone (it spoils at most 3 blocks) and fit in Q.24's 40 ms pause between keys (5 blocks of silence).
+    gap: int = 4
 
 
 # A 0 dBm0 sine in G.711 is 3.17 dB below the codec's full-scale sine (32124 in 16-bit PCM).
@@ -120,16 +125,18 @@ class InbandDetector:
 
     def feed(self, pcm: np.ndarray) -> list[ToneKey]:
         samples = np.concatenate([self._pending, pcm.astype(np.float64)])
-        count = len(samples) // BLOCK
-        self._pending = samples[count * BLOCK:]
-        if count == 0:
+        if len(samples) < BLOCK:
+            self._pending = samples
             return []
+        count = (len(samples) - BLOCK) // HOP + 1
+        self._pending = samples[count * HOP:]
         start = self._offset
-        self._offset += count * BLOCK
-        digits, levels = block_digits(samples[: count * BLOCK].reshape(count, BLOCK), self.settings)
+        self._offset += count * HOP
+        blocks = np.lib.stride_tricks.sliding_window_view(samples, BLOCK)[: count * HOP : HOP]
+        digits, levels = block_digits(blocks, self.settings)
         found = []
         for i, digit in enumerate(digits):
-            key = self._step(digit, start + i * BLOCK, float(levels[i]))
+            key = self._step(digit, start + i * HOP, float(levels[i]))
             if key is not None:
                 found.append(key)
         return found
