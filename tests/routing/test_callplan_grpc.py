@@ -83,3 +83,13 @@ def test_bad_requests(channel: grpc.Channel, request_: pb.GetCallPlanRequest, co
     with pytest.raises(grpc.RpcError) as err:
         stub.GetCallPlan(request_, timeout=10)
     assert err.value.code() == code and detail in err.value.details()
+
+
+def test_hot_words_follow_a_reload(stub: pb_grpc.RoutingServiceStub) -> None:
+    def words() -> list[str]:
+        return list(stub.GetCallPlan(pb.GetCallPlanRequest(tenant="acme", caller="1"), timeout=10).hot_words)
+
+    assert "信用卡" in words() and "分期付款" not in words()
+    grown = ACME + "dictionary: [分期 付款/nz]\n"
+    stub.ReloadRules(pb.ReloadRulesRequest(tenant="acme", config_yaml=grown), timeout=10)
+    assert words()[0] == "分期付款"

@@ -160,6 +160,7 @@ class RoutingServicer(pb_grpc.RoutingServiceServicer):
     def __init__(self, store: TenantStore) -> None:
         self.store = store
         self.experiments = Experiments(store)
+        self._plan_hot_words: dict[str, tuple[str, list[str]]] = {}  # tenant -> (rules version, hot words)
 
     def Route(self, request: pb.RouteRequest, context: grpc.ServicerContext) -> pb.RouteResponse:
         def go() -> pb.RouteResponse:
@@ -222,7 +223,12 @@ class RoutingServicer(pb_grpc.RoutingServiceServicer):
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"caller: longer than {MAX_CALLER_CHARS} characters")
             config = self.store.get(request.tenant).config
             plan = plan_for(config, request.caller)
-            return call_plan_pb(plan, hot_words(config, DEFAULT_HOT_WORDS), config.version)
+            # once per rules version: a learned tenant's terms are sorted to find them
+            cached = self._plan_hot_words.get(request.tenant)
+            if cached is None or cached[0] != config.version:
+                cached = (config.version, hot_words(config, DEFAULT_HOT_WORDS))
+                self._plan_hot_words[request.tenant] = cached
+            return call_plan_pb(plan, cached[1], config.version)
 
         return _run(context, "GetCallPlan", go)
 
