@@ -70,7 +70,7 @@ def _basis(frequencies: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
 
 
 _FREQS = (*ROWS, *COLUMNS, *(2 * f for f in ROWS), *(2 * f for f in COLUMNS))
-_COS, _SIN = _basis(_FREQS)
+_BASIS = np.hstack(_basis(_FREQS))  # cosines then sines: one matrix product gives both parts
 
 
 @dataclass(frozen=True)
@@ -83,11 +83,14 @@ class ToneKey:
 def block_digits(blocks: np.ndarray, settings: InbandSettings) -> tuple[list[str], np.ndarray]:
     """The key each block holds ("" for none) and the weaker tone's level in dBm0, for an (m, BLOCK) array."""
     # Power of a sinusoid of amplitude A at the bin's frequency: 2|X|^2/N^2 = A^2/2, as the block's mean square.
-    re = blocks @ _COS
-    im = blocks @ _SIN
-    power = (re * re + im * im) * (2.0 / (BLOCK * BLOCK))
+    parts = blocks @ _BASIS
+    parts *= parts
+    power = (parts[:, :16] + parts[:, 16:]) * (2.0 / (BLOCK * BLOCK))
     total = np.einsum("ij,ij->i", blocks, blocks) / BLOCK
     rows, cols = power[:, 0:4], power[:, 4:8]
+    # Speech and silence, nearly all of a call, fail the energy-share check already: skip the others.
+    if not np.any(rows.max(axis=1) + cols.max(axis=1) >= settings.tone_share * total):
+        return [""] * len(blocks), np.full(len(blocks), -99.0)
     row_h, col_h = power[:, 8:12], power[:, 12:16]
     r = rows.argmax(axis=1)
     c = cols.argmax(axis=1)
