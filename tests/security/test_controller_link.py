@@ -150,3 +150,20 @@ def test_every_event_of_a_routed_call_keeps_the_schema(edge: Config, controller:
             if contract_error("event", event)] == []
     assert all(event["expires"].isdigit() or event["expires"] == "" for event in events
                if event["event"] == "register"), events
+
+
+def test_extend_keeps_a_held_call_past_the_controller_timeout(edge: Config, controller: EvapiClient) -> None:
+    # the other side of refusing actions for unknown calls: for a held call, extend still works
+    timeout_s = edge.sip.controller_timeout_s
+    with peer(TRUNK_IP) as trunk:
+        trunk.send(request("INVITE", f"sip:{KNOWN_NUMBER}@{edge.sip.address}", trunk.address,
+                           body=SDP.format(ip=TRUNK_IP)), sip_target(edge))
+        started = time.monotonic()
+        held = json.loads(controller.messages(timeout=1)[0])
+        call_id = held["call"]["call_id"]
+        time.sleep(started + timeout_s * 0.5 - time.monotonic())
+        controller.send(json.dumps({"action": "extend", "call_id": call_id}).encode())
+        time.sleep(timeout_s * 0.8)  # past the first expiry, before the extended one
+        assert pending(edge, call_id) is not None, "the held call expired despite extend"
+        controller.send(json.dumps({"action": "fallback", "call_id": call_id}).encode())
+        assert trunk.codes(timeout=3)[-1:] == [480]
