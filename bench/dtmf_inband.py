@@ -57,14 +57,16 @@ def packets(pcm: np.ndarray) -> list[RtpPacket]:
     return [RtpPacket(PT_PCMU, i, i * 160, 1, g711.ulaw_encode(pcm[i * 160:(i + 1) * 160])) for i in range(n)]
 
 
-def per_packet_us(detector: DtmfDetector, pkts: list[RtpPacket]) -> tuple[np.ndarray, int]:
+def per_packet_us(detector: DtmfDetector, pkts: list[RtpPacket]) -> tuple[np.ndarray, float, int]:
+    """Wall time of each packet, the thread's CPU time per packet (what a busy box cannot inflate), keys."""
     times = np.empty(len(pkts))
     found = 0
+    cpu0 = time.thread_time()
     for i, p in enumerate(pkts):
         t0 = time.perf_counter_ns()
         found += len(detector.feed(p))
         times[i] = (time.perf_counter_ns() - t0) / 1000.0
-    return times, found
+    return times, (time.thread_time() - cpu0) / len(pkts) * 1e6, found
 
 
 def delays_ms(presses: int, seed: int) -> tuple[list[float], int]:
@@ -96,21 +98,20 @@ def main() -> None:
 
     audio = packets(speech(args.seconds))
     per_packet_us(DtmfDetector(), audio[:200])  # warm numpy's paths
-    t_audio, false_keys = per_packet_us(DtmfDetector(), audio)
+    t_audio, cpu_audio, false_keys = per_packet_us(DtmfDetector(), audio)
     events = [RtpPacket(101, i, (i // 8) * 1600, 1, bytes(te.TelephoneEvent(i % 12, i % 8 == 7, 10, 160)),
                         i % 8 == 0) for i in range(8000)]
-    t_events, _ = per_packet_us(DtmfDetector(), events)
+    t_events, cpu_events, _ = per_packet_us(DtmfDetector(), events)
     delays, missed = delays_ms(args.presses, args.seed)
     d = np.array(delays)
     report = {
         "machine": f"{platform.machine()}, {platform.processor() or platform.platform()}",
         "speech_packets": len(audio),
         "false_keys_in_speech": false_keys,
-        "inband_us_per_packet": {"mean": round(float(t_audio.mean()), 1), "p50": round(float(np.median(t_audio)), 1),
-                                 "p99": round(float(np.percentile(t_audio, 99)), 1)},
-        "inband_cpu_share_per_call": f"{t_audio.mean() / 20000 * 100:.3f} % of a core",
-        "rfc4733_us_per_packet": {"mean": round(float(t_events.mean()), 1),
-                                  "p99": round(float(np.percentile(t_events, 99)), 1)},
+        "inband_us_per_packet": {"cpu": round(cpu_audio, 1), "wall_p50": round(float(np.median(t_audio)), 1),
+                                 "wall_p99": round(float(np.percentile(t_audio, 99)), 1)},
+        "inband_cpu_share_per_call": f"{cpu_audio / 20000 * 100:.3f} % of a core",
+        "rfc4733_us_per_packet": {"cpu": round(cpu_events, 1), "wall_p50": round(float(np.median(t_events)), 1)},
         "presses": args.presses,
         "missed": missed,
         "inband_delay_ms": {"p50": round(float(np.median(d)), 1), "p95": round(float(np.percentile(d, 95)), 1),
