@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+import jsonschema
 import pytest
 from zhida.sip.headstart import (
     CALL_RECORD,
     CONFIDENCE,
     DIGITS,
+    EVAPI_SCHEMA,
     MAX_TOTAL,
     MAX_VALUE,
     PATH,
@@ -16,6 +18,7 @@ from zhida.sip.headstart import (
     TRANSCRIPT,
     HeadStart,
     agent_headers,
+    evapi_fields,
     render,
 )
 
@@ -79,3 +82,16 @@ def test_bad_values_are_refused(info: HeadStart, reason: str) -> None:
 def test_a_total_too_small_for_the_short_fields_is_refused() -> None:
     with pytest.raises(ValueError, match="too small"):
         agent_headers(HeadStart("话", "r" * 100, 0.5, "c" * 100), max_total=100)
+
+
+def test_evapi_head_start_object_fits_its_schema() -> None:
+    nasty = "转人工\r\nX-Injected: 1; a=b, <sip:x> ' \" \\ {}"
+    headers = agent_headers(HeadStart(nasty * 20, nasty, 0.5, nasty, "key", "0#*"))
+    fields = evapi_fields(headers)
+    assert set(fields) == {"transcript", "route", "confidence", "call_record", "path", "digits"}
+    jsonschema.validate(fields, EVAPI_SCHEMA)
+    assert fields["digits"] == "0%23%2A"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"route": "a b"}, EVAPI_SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"x_other": "1"}, EVAPI_SCHEMA)

@@ -19,7 +19,7 @@ CALL_RECORD = "X-Zhida-Call-Record"
 PATH = "X-Zhida-Path"
 DIGITS = "X-Zhida-Digits"
 
-MAX_VALUE = {TRANSCRIPT: 600, ROUTE: 128, CALL_RECORD: 128, PATH: 16, DIGITS: 32}
+MAX_VALUE = {TRANSCRIPT: 600, ROUTE: 128, CALL_RECORD: 128, CONFIDENCE: 5, PATH: 16, DIGITS: 32}
 MAX_TOTAL = 1024  # bytes of all header lines: proxies and phones on UDP must still fit the INVITE in one datagram
 PATHS = ("speech", "key", "menu", "caller", "fallback")  # how the call reached its group
 
@@ -75,3 +75,22 @@ def line(name: str, value: str) -> str:
 def render(headers: list[tuple[str, str]]) -> str:
     """The header lines as Kamailio's append_hf takes them (each ends with CRLF)."""
     return "".join(line(name, value) for name, value in headers)
+
+
+# The `head_start` object of the evapi route decision: header -> key, and its JSON Schema (for
+# kamailio/evapi.schema.json's route decision). Kamailio copies each value into its header unchanged, so the
+# schema admits only what `agent_headers` produces: percent-encoded ASCII, no CR/LF, within the bounds.
+EVAPI_KEYS = {TRANSCRIPT: "transcript", ROUTE: "route", CONFIDENCE: "confidence", CALL_RECORD: "call_record",
+              PATH: "path", DIGITS: "digits"}
+_ENCODED = "^[A-Za-z0-9%._~-]*$"  # RFC 3986 unreserved characters and percent-escapes
+EVAPI_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {key: {"type": "string", "maxLength": MAX_VALUE[name], "pattern": _ENCODED}
+                   for name, key in EVAPI_KEYS.items()},
+}
+
+
+def evapi_fields(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """The route decision's `head_start` object for `agent_headers` output."""
+    return {EVAPI_KEYS[name]: value for name, value in headers}
