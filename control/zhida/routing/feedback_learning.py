@@ -120,12 +120,14 @@ def learn_from_calls(
     since: float | None = None,
     policy: LearningPolicy | None = None,
     c_grid: Sequence[float] | None = None,
+    folds: int = 5,
     encoder: Any = None,
 ) -> LearnFromCallsResult:
     """Learn a candidate from the calls with verdicts (started at or after `since`); see the module docstring.
 
     policy: the tenant's `learning:` block unless given; c_grid: the learner's C values (default: the C the
-    live version was learned with when it was learned, else the learner's grid).
+    live version was learned with when it was learned, else the learner's grid); folds: the learner's
+    cross-validation folds.
     """
     live_version = versions.sync(tenant)
     if live_version is None:
@@ -154,6 +156,7 @@ def learn_from_calls(
         analyzer,
         base=live_config,
         c_grid=c_grid,
+        folds=folds,
         source_name=sources,
         catalogue=catalogue,
         meaning=meaning,
