@@ -70,6 +70,12 @@ class RuleVersionService(rules_pb2_grpc.RuleVersionServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"version: at most {MAX_REF} characters")
         return tenant
 
+    def _synced(self, fn: Any, tenant: str, *args: Any, **kwargs: Any) -> Any:
+        """`fn` after recording the tenant file as a version if it is not one (an upload, a hand edit), so
+        that a rollback can bring it back."""
+        self.versions.sync(tenant)
+        return fn(tenant, *args, **kwargs)
+
     async def _run(self, context: grpc.aio.ServicerContext, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """A version-store call in a thread; its refusals become status codes with the reason."""
         from zhida.routing.config import ConfigError
@@ -107,8 +113,8 @@ class RuleVersionService(rules_pb2_grpc.RuleVersionServiceServicer):
         if not request.version:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "version: required")
         principal = await self.auth.require(context)
-        self.versions.sync(tenant)
-        change = await self._run(context, self.versions.promote, tenant, request.version, by=principal.name)
+        change = await self._run(context, self._synced, self.versions.promote, tenant, request.version,
+                                 by=principal.name)
         return pb.PromoteRuleVersionResponse(change=change_pb(change))
 
     async def RollbackRules(
@@ -116,8 +122,8 @@ class RuleVersionService(rules_pb2_grpc.RuleVersionServiceServicer):
     ) -> pb.RollbackRulesResponse:
         tenant = await self._tenant(request, context)
         principal = await self.auth.require(context)
-        self.versions.sync(tenant)
-        change = await self._run(context, self.versions.rollback, tenant, request.version or None, by=principal.name)
+        change = await self._run(context, self._synced, self.versions.rollback, tenant, request.version or None,
+                                 by=principal.name)
         return pb.RollbackRulesResponse(change=change_pb(change))
 
     async def SetRulesExperiment(
@@ -162,9 +168,10 @@ class RuleVersionService(rules_pb2_grpc.RuleVersionServiceServicer):
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, message.removeprefix("zhida: ")[:500])
         result = json.loads(out)
         version = await self._run(context, self.versions.get, tenant, result["version"])
-        test = self.versions.experiment(tenant)
+        live = await self._run(context, self.versions.live_id, tenant)
+        test = await self._run(context, self.versions.experiment, tenant)
         return pb.LearnRulesFromCallsResponse(
-            candidate=version_pb(version, self.versions.live_id(tenant), test.candidate if test else ""),
+            candidate=version_pb(version, live, test.candidate if test else ""),
             action=result["action"],
             replay_json=json.dumps(result["replay"], ensure_ascii=False),
         )
