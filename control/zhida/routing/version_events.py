@@ -67,7 +67,7 @@ class LiveVersionWatcher:
         loop = loop or asyncio.get_running_loop()
 
         def run() -> None:
-            while not self._stop.wait(self.interval):
+            while not self._stop.wait(self.interval) and not loop.is_closed():
                 try:
                     for event in self.poll():
                         loop.call_soon_threadsafe(self.bus.publish, event)
