@@ -10,8 +10,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from zhida.routing.server import serve
 from zhida.routing.versions import VersionStore
-from zhida.v1 import calls_pb2, calls_pb2_grpc, rules_pb2_grpc
+from zhida.v1 import calls_pb2, calls_pb2_grpc, routing_pb2, routing_pb2_grpc, rules_pb2_grpc
 from zhida.v1 import rules_pb2 as pb
 
 from tests.crm.crmkit import bearer
@@ -22,12 +23,13 @@ from tests.routing_versions.versionkit import DEMO_SENTENCES, DEMO_YAML, MISROUT
 pytestmark = pytest.mark.timeout(180)
 
 
-def acme_tenants(folder: Path) -> Path:
+def acme_tenants(folder: Path, auto_promote: bool = False) -> Path:
     """The demo rules as tenant acme (the CRM fixtures' tenant), learning from calls with its sentences."""
     folder.mkdir(parents=True)
     (folder / "acme.yaml").write_text(
         DEMO_YAML.read_text("utf-8").replace("tenant: demo", "tenant: acme")
-        + "\nlearning:\n  labelled: sentences.tsv\n  gate: {min_verdicts: 3, max_changed: 0.5}\n", "utf-8")
+        + "\nlearning:\n  labelled: sentences.tsv\n  gate: {min_verdicts: 3, max_changed: 0.5}\n"
+        + f"  auto_promote: {str(auto_promote).lower()}\n", "utf-8")
     (folder / "sentences.tsv").write_bytes(DEMO_SENTENCES.read_bytes())
     return folder
 
@@ -90,9 +92,12 @@ async def test_versions_through_the_api_and_events(tmp_path, start_crm_api, crm_
         watch.cancel()
 
 
-async def test_learn_from_calls_through_the_api(tmp_path, start_crm_api, crm_tokens):  # noqa: F811
-    tenants = acme_tenants(tmp_path / "tenants")
+async def test_learn_from_calls_through_the_api(tmp_path, start_crm_api, crm_tokens, analyzer):  # noqa: F811
+    """Verdicts through the API's bus → LearnRulesFromCalls → auto-promoted → a running routing server sends the
+    corrected wording to the agent's group, and WatchCalls hears of the change."""
+    tenants = acme_tenants(tmp_path / "tenants", auto_promote=True)
     api = await start_crm_api(tenants_dir=tenants)
+    routing = serve("127.0.0.1:0", tenants, analyzer=analyzer, include_demo=False, watch_interval=0.1)
     t0 = time.time() - 3600
     calls = [
         call_events("c1", "acme", [Said("冰箱不制冷了怎么办", "route", "repair")], verdict=True, start=t0),
@@ -104,12 +109,34 @@ async def test_learn_from_calls_through_the_api(tmp_path, start_crm_api, crm_tok
         for e in events:
             api.bus.publish(e)
     assert await asyncio.to_thread(api.recorder.flush, 10)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{api.port}") as channel:
-        rules = rules_pb2_grpc.RuleVersionServiceStub(channel)
-        reply = await rules.LearnRulesFromCalls(pb.LearnRulesFromCallsRequest(), metadata=bearer(crm_tokens.acme),
-                                                timeout=150)
-    assert reply.action == "kept" and reply.candidate.number == 2 and not reply.candidate.live
-    assert reply.candidate.source == "learn from calls" and reply.candidate.author == "acme-crm"
-    replay = json.loads(reply.replay_json)
-    assert replay["candidate"]["right"] == 3 and replay["live"]["right"] == 2
-    assert replay["changes"][0]["call_id"] == "c2"
+    try:
+        with grpc.insecure_channel(routing.address) as routing_channel:
+            route = routing_pb2_grpc.RoutingServiceStub(routing_channel).Route
+
+            def group_of(text: str) -> str:
+                return route(routing_pb2.RouteRequest(tenant="acme", text=text, attempt=2), timeout=10).decision.group
+
+            assert await asyncio.to_thread(group_of, MISROUTED) == "repair"
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{api.port}") as channel:
+                acme = bearer(crm_tokens.acme)
+                watch = calls_pb2_grpc.CallEventServiceStub(channel).WatchCalls(
+                    calls_pb2.WatchCallsRequest(kinds=[calls_pb2.CALL_EVENT_KIND_RULES_CHANGED]), metadata=acme)
+                await asyncio.wait_for(watch.initial_metadata(), 5)
+                rules = rules_pb2_grpc.RuleVersionServiceStub(channel)
+                reply = await rules.LearnRulesFromCalls(pb.LearnRulesFromCallsRequest(), metadata=acme, timeout=150)
+                assert reply.action == "promoted" and reply.candidate.number == 2 and reply.candidate.live
+                assert reply.candidate.source == "learn from calls" and reply.candidate.author == "acme-crm"
+                replay = json.loads(reply.replay_json)
+                assert replay["candidate"]["right"] == 3 and replay["live"]["right"] == 2
+                assert replay["changes"][0]["call_id"] == "c2"
+                event = await asyncio.wait_for(next_rules_event(watch), 10)
+                assert (event.rules_changed.version_id, event.rules_changed.action) == (
+                    reply.candidate.id, "auto-promote")
+                watch.cancel()
+            deadline = time.monotonic() + 10
+            while await asyncio.to_thread(group_of, MISROUTED) != "complaint" and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert await asyncio.to_thread(group_of, MISROUTED) == "complaint"
+            assert await asyncio.to_thread(group_of, "冰箱不制冷了怎么办") == "repair"
+    finally:
+        routing.stop(grace=0.5)
