@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from zhida.codecs import g711
 from zhida.codecs import telephone_event as te
@@ -63,7 +65,7 @@ class InbandSettings:
 _DBM0_AMPLITUDE = 32124 * 10 ** (-3.17 / 20)
 
 
-def _basis(frequencies: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
+def _basis(frequencies: Iterable[float]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     n = np.arange(BLOCK)[:, None]
     w = 2 * np.pi * np.asarray(list(frequencies))[None, :] / RATE
     return np.cos(w * n), np.sin(w * n)
@@ -80,7 +82,7 @@ class ToneKey:
     level_dbm0: float  # the weaker tone's level in the block that completed the detection
 
 
-def block_digits(blocks: np.ndarray, settings: InbandSettings) -> tuple[list[str], np.ndarray]:
+def block_digits(blocks: NDArray[np.float64], settings: InbandSettings) -> tuple[list[str], NDArray[np.float64]]:
     """The key each block holds ("" for none) and the weaker tone's level in dBm0, for an (m, BLOCK) array."""
     # Power of a sinusoid of amplitude A at the bin's frequency: 2|X|^2/N^2 = A^2/2, as the block's mean square.
     parts = blocks @ _BASIS
@@ -126,7 +128,7 @@ class InbandDetector:
         self._held = ""  # the key reported and not yet released
         self._misses = 0
 
-    def feed(self, pcm: np.ndarray) -> list[ToneKey]:
+    def feed(self, pcm: NDArray[Any]) -> list[ToneKey]:
         samples = np.concatenate([self._pending, pcm.astype(np.float64)])
         if len(samples) < BLOCK:
             self._pending = samples
@@ -242,7 +244,7 @@ def _ts_diff(a: int, b: int) -> int:
 
 
 def key_tone(digit: str, duration_ms: float, *, level_dbm0: float = -10.0, twist_db: float = 0.0,
-             phase: float = 0.0) -> np.ndarray:
+             phase: float = 0.0) -> NDArray[np.int16]:
     """The dual tone of a key as 8 kHz PCM16, each tone at `level_dbm0` (the column `twist_db` louder)."""
     row = next((i for i, keys in enumerate(KEYS) if digit in keys), None)
     if row is None or len(digit) != 1:
@@ -252,4 +254,5 @@ def key_tone(digit: str, duration_ms: float, *, level_dbm0: float = -10.0, twist
     amplitude = _DBM0_AMPLITUDE * 10 ** (level_dbm0 / 20)
     pcm = amplitude * np.sin(2 * np.pi * ROWS[row] * t + phase)
     pcm += amplitude * 10 ** (twist_db / 20) * np.sin(2 * np.pi * COLUMNS[col] * t + 2 * phase)
-    return np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+    tone: NDArray[np.int16] = np.clip(np.round(pcm), -32768, 32767).astype(np.int16)
+    return tone

@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import wave
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from zhida.codecs import g711
 from zhida.codecs.rtp import PT_PCMA, PT_PCMU
@@ -23,7 +25,7 @@ FRAME_MS = 10
 _VOICING = EndpointerConfig()
 
 
-def voiced_frames(pcm: np.ndarray, rate: int = RATE) -> np.ndarray:
+def voiced_frames(pcm: NDArray[Any], rate: int = RATE) -> NDArray[Any]:
     """Per 10 ms frame: is it voiced (the endpointer's level rule, the floor taken over the whole recording)."""
     size = rate * FRAME_MS // 1000
     count = len(pcm) // size
@@ -34,7 +36,7 @@ def voiced_frames(pcm: np.ndarray, rate: int = RATE) -> np.ndarray:
     return (levels > _VOICING.abs_floor_dbfs) & (levels > floor + _VOICING.margin_db)
 
 
-def speech_span(pcm: np.ndarray, rate: int = RATE) -> tuple[int, int] | None:
+def speech_span(pcm: NDArray[Any], rate: int = RATE) -> tuple[int, int] | None:
     """(first, end) sample of the speech in `pcm`, None when nobody spoke."""
     voiced = voiced_frames(pcm, rate)
     window = _VOICING.start_window_ms // FRAME_MS
@@ -53,7 +55,7 @@ def speech_span(pcm: np.ndarray, rate: int = RATE) -> tuple[int, int] | None:
     return first * size, (last + 1) * size
 
 
-def trim_to_speech(pcm: np.ndarray, rate: int = RATE, *, pad_ms: int = 150, max_ms: int = 10000) -> np.ndarray:
+def trim_to_speech(pcm: NDArray[Any], rate: int = RATE, *, pad_ms: int = 150, max_ms: int = 10000) -> NDArray[Any]:
     """The speech in `pcm` with `pad_ms` either side, at most `max_ms` (the start of the sentence kept);
     empty when there is no speech."""
     span = speech_span(pcm, rate)
@@ -65,7 +67,7 @@ def trim_to_speech(pcm: np.ndarray, rate: int = RATE, *, pad_ms: int = 150, max_
     return pcm[start:end]
 
 
-def decode(payloads: Iterable[bytes], payload_type: int) -> np.ndarray:
+def decode(payloads: Iterable[bytes], payload_type: int) -> NDArray[Any]:
     """G.711 RTP payloads (in order) as 8 kHz PCM16."""
     if payload_type not in (PT_PCMU, PT_PCMA):
         raise ValueError(f"payload type {payload_type} is not G.711")
@@ -73,12 +75,12 @@ def decode(payloads: Iterable[bytes], payload_type: int) -> np.ndarray:
     return g711.alaw_decode(data) if payload_type == PT_PCMA else g711.ulaw_decode(data)
 
 
-def whisper_from_rtp(payloads: Iterable[bytes], payload_type: int, **trim: int) -> np.ndarray:
+def whisper_from_rtp(payloads: Iterable[bytes], payload_type: int, **trim: int) -> NDArray[Any]:
     """The caller's sentence from the fork's payloads, trimmed to speech."""
     return trim_to_speech(decode(payloads, payload_type), **trim)
 
 
-def wav_bytes(pcm: np.ndarray, rate: int = RATE) -> bytes:
+def wav_bytes(pcm: NDArray[Any], rate: int = RATE) -> bytes:
     """16-bit mono WAV, the form rtpengine's `play media` takes as a file or a blob."""
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
