@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 # setuptools 81 dropped pkg_resources, which lac's setup.py imports (below); grpcio-tools needs >= 77.
 SETUPTOOLS := "setuptools>=77,<81"
 
+# Strictly typed: the pure codecs, the call package and the configuration (settings in pyproject.toml).
+MYPY_STRICT := control/zhida/codecs control/zhida/call control/zhida/config.py
+
 .PHONY: all env apt venv demo test lint proto clean bench
 
 all: demo
@@ -42,10 +45,12 @@ demo: env
 
 test: env
 	$(BIN)/ruff check control tests bench
+	$(BIN)/mypy $(MYPY_STRICT)
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check control tests bench
+	$(BIN)/mypy $(MYPY_STRICT)
 
 # Regenerates the committed Python code of proto/zhida/v1.
 proto: venv

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from zhida.call.prompts import synthesize
 from zhida.stack import up as stack
 from zhida.stack.calls import wait_for_record
-from zhida.stack.prompts import synthesize
 
 from tests.call.conftest import Agents, stack_config
 from tests.call.test_answered import (

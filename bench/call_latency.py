@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from zhida.call.prompts import synthesize
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call
 from zhida.stack.demo import TRUNK_IP, demo_sentences, start_demo_agents
-from zhida.stack.prompts import synthesize
 
 
 def percentile(values: list[float], q: float) -> float:

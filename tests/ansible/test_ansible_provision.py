@@ -217,8 +217,8 @@ def test_a_call_through_the_provisioned_edge_reaches_the_fallback_agent(
     provisioned: Provisioned, daemons: Daemons, tmp_path: Path
 ) -> None:
     """No controller connected: Kamailio itself routes the trunk's call to the tenant's fallback group."""
+    from zhida.call.prompts import synthesize
     from zhida.stack.calls import place_call
-    from zhida.stack.prompts import synthesize
 
     from tests.call.conftest import Agents
 
@@ -250,8 +250,8 @@ def test_a_spoken_request_through_the_provisioned_platform_reaches_the_right_age
     provisioned: Provisioned, daemons: Daemons, tmp_path: Path
 ) -> None:
     """The whole path on provisioned files: prompt, speech, rules, then the agent of the chosen group rings."""
+    from zhida.call.prompts import synthesize
     from zhida.stack.calls import place_call
-    from zhida.stack.prompts import synthesize
 
     from tests.call.conftest import Agents
 

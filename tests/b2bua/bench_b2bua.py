@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "control"))
 
-from zhida.b2bua.legs import IncomingCall, SipStack
+from zhida.b2bua import IncomingCall, SipStack
 
 SDP = (
     "v=0\r\no=bench 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sippkit import Inbox
-from zhida.b2bua.legs import SipStack
+from zhida.b2bua import SipStack
 
 
 @pytest.fixture

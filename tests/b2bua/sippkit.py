@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zhida.b2bua.legs import IncomingCall
+from zhida.b2bua import IncomingCall
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SERVICE = "4008001234"  # the 400 number the sipp caller dials

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 from sippkit import OUR_SDP, Sipp
-from zhida.b2bua import sdp as sdp_util
-from zhida.b2bua.legs import CallFailed, SipStack
+from zhida.b2bua import CallFailed, SipStack
+from zhida.codecs import sdp as sdp_util
 
 pytestmark = pytest.mark.timeout(40)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from sippkit import OUR_SDP, SERVICE, Inbox, run_caller
-from zhida.b2bua.legs import IncomingCall, LegError, SipStack
+from zhida.b2bua import IncomingCall, LegError, SipStack
 from zhida.b2bua.session_timer import Negotiated
 
 pytestmark = pytest.mark.timeout(40)
@@ -135,7 +135,7 @@ async def test_late_offer_caller_answer_comes_from_the_ack(stack: SipStack, inbo
 
 
 async def test_caller_hold_and_resume_go_to_the_callback(stack: SipStack, inbox: Inbox, tmp_path):
-    from zhida.b2bua import sdp as sdp_util
+    from zhida.codecs import sdp as sdp_util
 
     offers: list[str | None] = []
 

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 from sippkit import OUR_SDP
-from zhida.b2bua import sdp as sdp_util
 from zhida.b2bua import session_timer as st
 from zhida.b2bua.reactor import get_reactor
+from zhida.codecs import sdp as sdp_util
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +135,46 @@ def rtpengine_final_stats(rtpengine_log: Path, call_id: str) -> dict[str, dict[s
 def final_packet_stats(rtpengine_log: Path, call_id: str) -> dict[str, int]:
     """Packets rtpengine received per participant tag, from its final stats of the call."""
     return {tag: entry["packets"] for tag, entry in rtpengine_final_stats(rtpengine_log, call_id).items()}
+
+
+# ----- the stack, and one fixture per failure scenario -----
+
+
+@pytest.fixture
+def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
+    """Everything `zhida up` starts, on fresh loopback ports."""
+    yield from stack_for_test(request, tmp_path / "run")
+
+
+@pytest.fixture
+def phones(full_stack: Config, tmp_path: Path) -> Iterator[Agents]:
+    book = Agents(full_stack, tmp_path)
+    yield book
+    book.stop()
+
+
+def kill_service(config: Config, name: str) -> None:
+    """SIGKILL to a service `zhida up` started (its process group), and wait until it is dead (a zombie, since
+    its parent, this test process, reaps it only when the stack is stopped)."""
+    pid = int((config.run_dir / "pids" / f"{name}.pid").read_text())
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} (pid {pid}) survived SIGKILL")
+
+
+@pytest.fixture
+def recognizer_killed(full_stack: Config) -> Config:
+    """The whole stack, then the recogniser SIGKILLed: every stream the controller opens fails."""
+    kill_service(full_stack, "recognizer")
+    return full_stack
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ namespaces. Writes what it saw as JSON for the test to judge.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import tempfile
@@ -17,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from zhida.call.prompts import synthesize
 from zhida.config import DEMO_DIR
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call
-from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import register_agent, start_agent_phone
 
 from tests.call.conftest import rtpengine_final_stats, stack_config
@@ -66,7 +65,7 @@ def main() -> int:
             wav = synthesize("我家的空调坏了需要上门维修", Path(tmp) / "s.wav")
             line = place_call(config, number="4008001234", wav=wav, trunk=CARRIER_IP, netns=args.carrier_ns)
             # the agents' network is not a trunk: the same call from there is refused
-            agent_side = dataclasses.replace(config, sip=dataclasses.replace(config.sip, address=PLATFORM_AGENT_IP))
+            agent_side = config.model_copy(update={"sip": config.sip.model_copy(update={"address": PLATFORM_AGENT_IP})})
             untrusted = place_call(agent_side, number="4008001234", wav=wav, trunk=AGENT_IP, netns=args.agents_ns,
                                    lead_silence_s=0.2)
         time.sleep(0.5)

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import os
-import signal
+import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from zhida.call.prompts import synthesize
 from zhida.config import Config
 from zhida.stack import up as stack
-from zhida.stack.calls import place_call
-from zhida.stack.prompts import synthesize
-from zhida.stack.sipp import SCENARIOS, caller_pcap, free_udp_port
+from zhida.stack.calls import place_call, wait_for_record
+from zhida.stack.sipp import SCENARIOS, caller_pcap, caller_scenario, free_udp_port, run_caller
 from zhida.stack.up import ng_request
 
-from tests.call.conftest import TRUNK_IP, Agents, final_packet_stats, stack_for_test
+from tests.call.conftest import TRUNK_IP, Agents, final_packet_stats, kill_service
 
 NUMBER = "4008001234"
 REPAIR_SENTENCE = "我家的空调坏了需要上门维修"
-
-
-@pytest.fixture
-def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
-    yield from stack_for_test(request, tmp_path / "run")
-
-
-@pytest.fixture
-def phones(full_stack: Config, tmp_path: Path) -> Iterator[Agents]:
-    book = Agents(full_stack, tmp_path)
-    yield book
-    book.stop()
 
 
 @pytest.fixture(scope="module")
@@ -114,20 +100,78 @@ def test_a_dead_controller_does_not_lose_the_held_call(
     deadline = time.monotonic() + 20
     while "-> prompting" not in controller_log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    pid = int((full_stack.run_dir / "pids" / "controller.pid").read_text())
-    os.killpg(pid, signal.SIGKILL)
+    kill_service(full_stack, "controller")
     caller.join(90)
     assert result.get("sipp_rc") == 0, result
     assert result["call_id"] in operator.received_calls()
     assert "to fallback" in (full_stack.log_dir / "kamailio.log").read_text()
 
 
-def test_a_restarted_controller_deletes_media_sessions_nobody_owns(full_stack: Config) -> None:
+def test_a_restarted_controller_deletes_media_sessions_nobody_owns_and_knows_the_registered_agents(
+    phones: Agents, full_stack: Config
+) -> None:
+    phones.start("1001")
+    phones.start("1091")
     sdp = "v=0\r\no=x 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
     ng_request(full_stack, "offer", **{"call-id": "orphan-of-a-dead-controller", "from-tag": "x", "sdp": sdp})
     assert "orphan-of-a-dead-controller" in rtpengine_calls(full_stack)
-    pid = int((full_stack.run_dir / "pids" / "controller.pid").read_text())
-    os.killpg(pid, signal.SIGKILL)
+    kill_service(full_stack, "controller")
     stack.start_controller(full_stack)
     assert "orphan-of-a-dead-controller" not in rtpengine_calls(full_stack)
-    assert "deleting orphan rtpengine session" in (full_stack.log_dir / "controller.log").read_text()
+    log = (full_stack.log_dir / "controller.log").read_text()
+    assert "deleting orphan rtpengine session" in log
+    assert re.findall(r"reconciled (\d+) registered agents", log)[-1] == "2"
+
+
+def test_an_agent_that_deregisters_by_its_contacts_expires_is_no_longer_registered(
+    phones: Agents, full_stack: Config, tmp_path: Path
+) -> None:
+    phone = phones.start("1001")
+    log_file = full_stack.log_dir / "controller.log"
+    _wait_for(log_file, "agent sip:1001@demo.zhida.local: registered for 600 s (registrar)")
+    # RFC 3261 10.2.2: `Contact: <…>;expires=0` and no Expires header removes the binding
+    scenario = tmp_path / "unregister.xml"
+    scenario.write_text((SCENARIOS / "register.xml").read_text().replace(
+        "Contact: <sip:[field0]@[local_ip]:[field3]>\n      Expires: [field4]",
+        "Contact: <sip:[field0]@[local_ip]:[field3]>;expires=[field4]").replace(
+        "Contact: <sip:[field0]@[local_ip]:[field3]>\n      [authentication]\n      Expires: [field4]",
+        "Contact: <sip:[field0]@[local_ip]:[field3]>;expires=[field4]\n      [authentication]"))
+    assert "Expires: [field4]" not in scenario.read_text()
+    inf = tmp_path / "unregister.csv"
+    inf.write_text(f"SEQUENTIAL\n1001;-;{phone.domain};{phone.port};0\n")
+    done = subprocess.run(
+        ["sipp", phones.target, "-sf", str(scenario), "-inf", str(inf), "-i", phone.ip, "-p", "0", "-au", "1001",
+         "-ap", phone.password, "-m", "1", "-timeout", "10", "-timeout_error", "-nostdin"],
+        capture_output=True, timeout=20, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-1000:]
+    _wait_for(log_file, "agent sip:1001@demo.zhida.local: not registered (registrar)")
+
+
+def test_a_recogniser_that_is_gone_sends_the_call_to_the_fallback_group_at_once(
+    phones: Agents, recognizer_killed: Config, repair_wav: Path, tmp_path: Path
+) -> None:
+    operator = phones.start("1091")
+    caller_pcap(repair_wav, tmp_path / "caller.pcap", lead_silence_s=0.2, tail_silence_s=3.0)
+    # The demo caller waits 300 ms after the 183 before it speaks, and would take the operator's 180 arriving
+    # within that wait for an unexpected message: this caller speaks at once.
+    scenario = caller_scenario(tmp_path / "caller.pcap", tmp_path / "caller.xml")
+    scenario.write_text(scenario.read_text().replace('<pause milliseconds="300"/>', ""))
+    result = run_caller(f"{recognizer_killed.sip.address}:{recognizer_killed.sip.port}", scenario, NUMBER,
+                        local_ip=TRUNK_IP, work_dir=tmp_path, timeout_s=30)
+    assert result.returncode == 0, result.messages[-3000:]
+    assert result.call_id in operator.received_calls()
+    record = wait_for_record(recognizer_killed, result.call_id)
+    assert record["decision"]["kind"] == "fallback", record
+    assert record["decision"]["reason"].startswith("controller error"), record
+    assert record["outcome"] == "connected", record
+    controller_log = (recognizer_killed.log_dir / "controller.log").read_text()
+    assert f"call {result.call_id} failed in prompting" in controller_log
+    # the controller's fallback, not Kamailio's timer (6 s in these tests), took the call there
+    assert "no decision for call" not in (recognizer_killed.log_dir / "kamailio.log").read_text()
+
+
+def _wait_for(log_file: Path, text: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in log_file.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} not in {log_file.name} after {timeout_s} s"
+        time.sleep(0.05)

@@ -5,24 +5,18 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from zhida.call.prompts import synthesize
 from zhida.config import Config
 from zhida.stack.calls import place_call
-from zhida.stack.prompts import synthesize
 from zhida.v1 import calls_pb2, calls_pb2_grpc
 
-from tests.call.conftest import TRUNK_IP, Agents, stack_for_test
+from tests.call.conftest import TRUNK_IP, Agents
 
 K = calls_pb2
-
-
-@pytest.fixture
-def crm_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Config]:
-    yield from stack_for_test(request, tmp_path / "run")
 
 
 def tenant_token(config: Config, tenant: str) -> str:
@@ -34,14 +28,14 @@ def tenant_token(config: Config, tenant: str) -> str:
 
 
 def test_a_real_call_streams_its_events_is_recorded_and_feedback_counts(
-    crm_stack: Config, tmp_path: Path
+    full_stack: Config, tmp_path: Path
 ) -> None:
-    phones = Agents(crm_stack, tmp_path)
+    phones = Agents(full_stack, tmp_path)
     try:
         phones.start("1001")
         phones.start("1091")
-        metadata = (("authorization", f"Bearer {tenant_token(crm_stack, 'demo')}"),)
-        channel = grpc.insecure_channel(crm_stack.controller.api_listen)
+        metadata = (("authorization", f"Bearer {tenant_token(full_stack, 'demo')}"),)
+        channel = grpc.insecure_channel(full_stack.controller.api_listen)
         client = calls_pb2_grpc.CallEventServiceStub(channel)
         events: list[calls_pb2.CallEvent] = []
         stream = client.WatchCalls(calls_pb2.WatchCallsRequest(), metadata=metadata, timeout=120)
@@ -59,7 +53,7 @@ def test_a_real_call_streams_its_events_is_recorded_and_feedback_counts(
         watcher.start()
         time.sleep(0.5)
         wav = synthesize("我家的空调坏了需要上门维修", tmp_path / "s.wav")
-        line = place_call(crm_stack, number="4008001234", wav=wav, trunk=TRUNK_IP)
+        line = place_call(full_stack, number="4008001234", wav=wav, trunk=TRUNK_IP)
         watcher.join(30)
         stream.cancel()
         assert line["sipp_rc"] == 0, line
@@ -87,7 +81,7 @@ def test_a_real_call_streams_its_events_is_recorded_and_feedback_counts(
         assert record.decision.group, record
 
         def feedback_count() -> float:
-            url = f"http://127.0.0.1:{crm_stack.controller.metrics_port}/metrics"
+            url = f"http://127.0.0.1:{full_stack.controller.metrics_port}/metrics"
             body = urllib.request.urlopen(url, timeout=5).read().decode()
             return sum(float(row.rsplit(" ", 1)[1]) for row in body.splitlines()
                        if row.startswith("zhida_routing_feedback_total{") and 'verdict="wrong"' in row)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from pathlib import Path
 
 import pytest
+from zhida.call.prompts import synthesize
 from zhida.codecs import netstring
 from zhida.config import Config
 from zhida.stack.calls import place_call
-from zhida.stack.prompts import synthesize
-from zhida.stack.sipp import register_agent
+from zhida.stack.sipp import caller_pcap, caller_scenario, register_agent, run_caller
 from zhida.stack.up import kamailio_rpc
 
 from tests.call.conftest import TRUNK_IP, UNTRUSTED_IP, Agents
@@ -75,11 +76,18 @@ def test_agent_that_does_not_answer_is_skipped_after_the_ring_timeout(
     assert line["call_id"] in free.received_calls()
 
 
-def test_no_agent_registered_gets_480(agents: Agents, signalling_stack: Config, sentence_wav: Path) -> None:
-    line = place_call(signalling_stack, number=NUMBER, wav=sentence_wav, trunk=TRUNK_IP, lead_silence_s=0.2)
-    assert line["sipp_rc"] != 0
+def test_no_agent_registered_gets_480(
+    agents: Agents, signalling_stack: Config, sentence_wav: Path, tmp_path: Path
+) -> None:
+    caller_pcap(sentence_wav, tmp_path / "caller.pcap", lead_silence_s=0.2, tail_silence_s=2.0)
+    scenario = caller_scenario(tmp_path / "caller.pcap", tmp_path / "caller.xml")
+    result = run_caller(f"{signalling_stack.sip.address}:{signalling_stack.sip.port}", scenario, NUMBER,
+                        local_ip=TRUNK_IP, work_dir=tmp_path, timeout_s=30)
+    # the caller's only final response (retransmissions included) is Kamailio's 480: not a timeout, not an error
+    finals = re.findall(r"^SIP/2\.0 ([2-6]\d\d) ", result.messages, re.MULTILINE)
+    assert finals and set(finals) == {"480"}, result.messages[-3000:]
     log = (signalling_stack.log_dir / "kamailio.log").read_text(errors="replace")
-    assert "no agent left for the call" in log
+    assert any(result.call_id in line and "no agent left for the call" in line for line in log.splitlines())
 
 
 def test_invite_from_an_untrusted_address_is_refused(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# What Kamailio's registrar does with a REGISTER that names no expiry (its default_expires).
+REGISTRAR_DEFAULT_EXPIRES_S = 3600.0
+_EXPIRES_PARAM = re.compile(r";\s*expires\s*=\s*(\d+)", re.IGNORECASE)
 
 
 @dataclass
@@ -58,7 +63,7 @@ class AgentBook:
         return free + unregistered
 
     def load_usrloc_dump(self, dump: Any) -> int:
-        """Reconciles registrations with Kamailio's `ul.dump` answer."""
+        """Reconciles registrations with Kamailio's full `ul.dump` answer (the "brief" one has no contacts)."""
         count = 0
         for domain in (dump or {}).get("Domains", []):
             for record in domain.get("Domain", {}).get("AoRs", []):
@@ -75,3 +80,24 @@ class AgentBook:
 def normalise_aor(aor: str) -> str:
     aor = aor.strip().strip("<>")
     return aor if aor.startswith("sip:") else f"sip:{aor}"
+
+
+def requested_expiry_s(contact: str, expires_header: Any) -> float:
+    """What a REGISTER asked for (RFC 3261 10.2.1): the Contact's expires parameter, else the Expires header,
+    else the registrar's default; `Contact: *` removes every binding."""
+    found = _EXPIRES_PARAM.search(contact)
+    if found:
+        return float(found.group(1))
+    if contact.strip() == "*":
+        return 0.0
+    try:
+        return float(expires_header) if expires_header not in (None, "") else REGISTRAR_DEFAULT_EXPIRES_S
+    except (TypeError, ValueError):
+        return REGISTRAR_DEFAULT_EXPIRES_S
+
+
+def saved_expiry_s(lookup: Any) -> float:
+    """Seconds left of the longest-lived contact in Kamailio's `ul.lookup` answer; 0 when it lists none."""
+    contacts = lookup.get("Contacts", []) if isinstance(lookup, dict) else []
+    left = [c.get("Contact", {}).get("Expires") for c in contacts if isinstance(c, dict)]
+    return max((float(x) for x in left if isinstance(x, int | float)), default=0.0)

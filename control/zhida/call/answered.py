@@ -4,7 +4,8 @@ Kamailio relays those trunks' INVITEs to the controller's B2BUA (`zhida.b2bua`, 
 
 1. caller leg: ng `offer` (the caller's SDP) and `answer` (our stand-in socket, to-tag X = the caller leg's SIP
    To-tag), then 200 OK with rtpengine's SDP. The caller is billed from here on, and heard.
-2. the same prompt / speech / rules stage as early mode (the controller's `_understand` and `_decide`);
+2. the same prompt / speech / rules steps as early mode (`zhida.call.steps`); a failure there bridges the caller
+   to the tenant's fallback group at once;
 3. agent leg: ng re-`offer` of the caller's SDP reusing to-tag X with `port latching` (rtpengine keeps the
    caller-facing port, so the caller is never re-INVITEd), an INVITE to Kamailio carrying the chosen agents in
    `X-Zhida-Agent` headers (Kamailio still does lookup, failover to the next agent and overflow), then ng
@@ -24,18 +25,16 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
-from zhida.b2bua import CallFailed, IncomingCall, OutgoingCall, SipStack
-from zhida.b2bua import sdp as sdp_util
-from zhida.b2bua.legs import LegError
-from zhida.call.controller import Call, _ms
-from zhida.call.states import CallEvent, CallStateMachine
+from zhida.b2bua import CallFailed, IncomingCall, LegError, OutgoingCall, SipStack
+from zhida.call.machine import CallMachine
+from zhida.call.model import Call, ms
+from zhida.call.states import Flow, Trigger
+from zhida.call.steps import MEDIA_FLAGS, CallSteps
+from zhida.codecs import sdp as sdp_util
+from zhida.config import Config
 from zhida.events import CallEventKind, CallOutcome
 from zhida.media.ng import NgError
-
-if TYPE_CHECKING:
-    from zhida.call.controller import CallController
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,6 @@ TENANT_HEADER = "X-Zhida-Tenant"  # added by Kamailio's route[TO_B2BUA]
 RELAYED_AT_HEADER = "X-Zhida-Relayed-At"  # Kamailio's clock (s.us) when it first relayed the INVITE
 AGENT_HEADER = "X-Zhida-Agent"  # one per agent AOR, read by route[FROM_B2BUA]
 AGENT_LEG_SUFFIX = "-agent"
-# Kamailio events about the agent leg that the early-mode handler already treats right for this call too.
-SHARED_AGENT_EVENTS = frozenset({"agent_invite", "agent_ringing", "agent_answered", "agent_failed"})
-MEDIA_FLAGS = {"replace": ["origin", "session-connection"], "ICE": "remove"}
 
 
 @dataclass
@@ -64,31 +60,38 @@ class AnsweredCall:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-async def start_answered_mode(controller: CallController) -> AnsweredMode | None:
+async def start_answered_mode(config: Config, steps: CallSteps, machine: CallMachine,
+                              calls: dict[str, Call]) -> AnsweredMode | None:
     """The B2BUA for answered-mode trunks; None (early mode unaffected) when it cannot listen."""
-    port = controller.config.controller.b2bua_port
+    port = config.controller.b2bua_port
     if not port:
         log.info("answered mode off: no B2BUA port configured")
         return None
-    mode = AnsweredMode(controller)
+    mode = AnsweredMode(config, steps, machine, calls)
     try:
         await mode.start()
     except Exception as exc:
         log.error("answered mode off: the B2BUA cannot listen on %s:%d (%s)",
-                  controller.config.controller.rtp_address, port, exc)
+                  config.controller.rtp_address, port, exc)
         return None
     return mode
 
 
 class AnsweredMode:
-    """The B2BUA's side of the controller: one `SipStack`, one task per answered call."""
+    """The B2BUA's side of the controller: one `SipStack`, one task per answered call.
 
-    def __init__(self, controller: CallController) -> None:
-        self.controller = controller
-        self.config = controller.config
+    Its calls sit in the controller's registry under both legs' Call-IDs, so Kamailio's events about the agent
+    leg reach the call's state machine like an early-mode call's do.
+    """
+
+    def __init__(self, config: Config, steps: CallSteps, machine: CallMachine, calls: dict[str, Call]) -> None:
+        self.config = config
+        self.steps = steps
+        self.machine = machine
+        self.calls = calls
         self.stack = SipStack(self.config.controller.rtp_address, self.config.controller.b2bua_port,
                               on_incoming_call=self._on_incoming)
-        self.calls: dict[str, AnsweredCall] = {}  # by the caller leg's and the agent leg's Call-ID
+        self.sessions: dict[str, AnsweredCall] = {}  # by the caller leg's Call-ID
 
     async def start(self) -> None:
         await self.stack.start()
@@ -96,22 +99,10 @@ class AnsweredMode:
                  self.config.sip.address, self.config.sip.port)
 
     async def stop(self) -> None:
-        for session in {id(s): s for s in self.calls.values()}.values():
+        for session in list(self.sessions.values()):
             if session.flow is not None:
                 session.flow.cancel()
         await self.stack.close()  # BYE/CANCEL to every live leg
-
-    # ----- Kamailio's events -----
-
-    async def on_kamailio_event(self, kind: str, event: dict[str, Any]) -> bool:
-        """True when the event belongs to an answered call (and was handled here)."""
-        session = self.calls.get(str(event.get("call_id", "")))
-        if session is None:
-            return False
-        if kind in SHARED_AGENT_EVENTS and event.get("call_id") == session.agent_call_id:
-            await self.controller._on_call_event(session.call, kind, event)
-        # cancel / no_agent / call_ended: the SIP legs report the same, and drive the end of the call.
-        return True
 
     # ----- one call -----
 
@@ -138,17 +129,16 @@ class AnsweredMode:
             with contextlib.suppress(LegError):  # Kamailio's CANCEL may have ended it already
                 await caller.reject(480, "Temporarily Unavailable")
             return
-        call = Call(call_id=caller.call_id, tenant=tenant, from_tag=caller.from_tag, tindex=0, tlabel=0,
-                    caller=caller.caller or "", called=caller.called or "", caller_sdp=caller.remote_sdp,
-                    mode="answered", held_at=time.time(), machine=CallStateMachine(caller.call_id),
-                    to_tag=caller.to_tag)
+        call = Call(call_id=caller.call_id, tenant=tenant, from_tag=caller.from_tag, caller=caller.caller or "",
+                    called=caller.called or "", caller_sdp=caller.remote_sdp, flow=Flow.ANSWERED,
+                    held_at=time.time(), to_tag=caller.to_tag)
         session = AnsweredCall(call, caller, agent_call_id=caller.call_id + AGENT_LEG_SUFFIX)
-        self.calls[call.call_id] = session
-        self.calls[session.agent_call_id] = session
-        self.controller._publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called,
-                                 mode=call.mode)
+        self.sessions[call.call_id] = session
+        self.calls[call.call_id] = call
+        self.calls[session.agent_call_id] = call
+        self.steps.publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called, mode=call.mode)
         session.flow = asyncio.create_task(self._flow(session), name=f"answered-{call.call_id}")
-        call.task = session.flow  # type: ignore[assignment]  # the controller's _end cancels it
+        call.task = session.flow  # ending the call cancels it
         caller_gone = asyncio.ensure_future(caller.wait_ended())
         outcome, reason = CallOutcome.FAILED, "internal error"
         try:
@@ -180,7 +170,7 @@ class AnsweredMode:
         call, caller = session.call, session.caller
         if caller.state != "answered":
             return
-        length_s = await self.controller._play(call, "unavailable")
+        length_s = await self.steps.play(call, "unavailable")
         if length_s is None:
             return
         call.timings["unavailable_announced_at"] = time.time()
@@ -189,23 +179,33 @@ class AnsweredMode:
             await asyncio.wait_for(caller.wait_ended(), length_s + 0.3)
 
     async def _flow(self, session: AnsweredCall) -> tuple[CallOutcome, str]:
-        call, caller, ctl = session.call, session.caller, self.controller
+        call, caller, steps = session.call, session.caller, self.steps
         session.media_anchored = True  # from here on, even a failed offer may have left a session
-        sdp = await ctl._anchor_media(call)
+        sdp = await steps.anchor_media(call)
         await caller.answer(sdp)
         call.timings["answered_at"] = time.time()
-        call.timings["invite_to_200_ms"] = _ms(call.timings["answered_at"] - call.held_at)
-        async with call.lock:
-            call.machine.fire(CallEvent.MEDIA_READY)
-        result = await ctl._understand(call)
-        agents = await ctl._decide(call, result)
+        call.timings["invite_to_200_ms"] = ms(call.timings["answered_at"] - call.held_at)
+        await self.machine.fire(call, Trigger.MEDIA_READY)
+        try:
+            result = await steps.understand(call, _no_keep_alive)
+            agents = await steps.decide(call, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # the caller is answered and waiting: the fallback group now, not after a timer
+            log.exception("call %s: the flow failed", call.call_id)
+            if not await self.machine.fail(call, f"controller error: {type(exc).__name__}"):
+                raise
+            call.decision = {**call.decision, "kind": "fallback", "reason": "controller error", "group": ""}
+            agents = []
         if agents is None:
             return CallOutcome.ABANDONED, "ended while deciding"
         if not agents:
-            fallback = ctl.directory.tenant(call.tenant)["fallback_group"]
-            log.warning("call %s: group %s has no agents; trying %s", call.call_id, call.decision["group"],
+            fallback = steps.fallback_group(call.tenant)
+            log.warning("call %s: group %s has no agents; trying %s", call.call_id, call.decision.get("group"),
                         fallback)
-            agents = ctl._agents_for(call.tenant, fallback)
+            call.decision = {**call.decision, "group": fallback}
+            agents = steps.agents_for(call.tenant, fallback)
             call.agents = agents
         if not agents:
             return CallOutcome.NO_AGENT, "no agent registered"
@@ -213,11 +213,11 @@ class AnsweredMode:
 
     async def _bridge(self, session: AnsweredCall, agents: list[str]) -> tuple[CallOutcome, str]:
         """The agent leg through Kamailio; returns when it fails or, once connected, ends."""
-        call, ctl, sip = session.call, self.controller, self.config.sip
+        call, steps, sip = session.call, self.steps, self.config.sip
         common = {"call-id": call.call_id, "from-tag": call.from_tag, "to-tag": call.to_tag}
-        offer = await ctl.ng.request("offer", sdp=call.caller_sdp, flags=["port latching"], **MEDIA_FLAGS,
-                                     **common, **self._direction("trunk", "agent"))
-        domain = ctl.directory.tenant(call.tenant).get("domain") or sip.address
+        offer = await steps.ng.request("offer", sdp=call.caller_sdp, flags=["port latching"], **MEDIA_FLAGS,
+                                       **common, **steps.direction("trunk", "agent"))
+        domain = self._domain(call.tenant) or sip.address
         leg = await self.stack.place_call(
             f"sip:{call.decision.get('group') or 'agents'}@{sip.address}:{sip.port}", via=(sip.address, sip.port),
             sdp=str(offer["sdp"]), from_uri=f"sip:{call.caller or 'anonymous'}@{domain}",
@@ -228,9 +228,9 @@ class AnsweredMode:
             await leg.wait_ringing()
             ringing_at = time.time()
             if call.end_of_speech_at is not None:
-                call.timings["end_of_speech_to_ringing_ms"] = _ms(ringing_at - call.end_of_speech_at)
+                call.timings["end_of_speech_to_ringing_ms"] = ms(ringing_at - call.end_of_speech_at)
             if call.decided_at is not None:
-                call.timings["decision_to_ringing_ms"] = _ms(ringing_at - call.decided_at)
+                call.timings["decision_to_ringing_ms"] = ms(ringing_at - call.decided_at)
             agent_sdp = await leg.wait_answered()
         except CallFailed as exc:
             log.info("call %s: no agent answered (%s)", call.call_id, exc)
@@ -238,23 +238,22 @@ class AnsweredMode:
         if not agent_sdp:
             await leg.hangup()
             return CallOutcome.FAILED, "agent answered without SDP"
-        await ctl.ng.request("answer", sdp=agent_sdp, flags=["port latching"], **MEDIA_FLAGS, **common)
+        await steps.ng.request("answer", sdp=agent_sdp, flags=["port latching"], **MEDIA_FLAGS, **common)
         call.outcome = CallOutcome.CONNECTED.value
-        async with call.lock:
-            if call.machine.accepts(CallEvent.AGENT_ANSWERED):  # unless Kamailio's event came first
-                call.machine.fire(CallEvent.AGENT_ANSWERED)
-                ctl._publish(call, CallEventKind.ANSWERED, agent=call.agent)
+        # Kamailio's agent_answered may have come first; the state takes the second as a repeat
+        await self.machine.fire(call, Trigger.AGENT_ANSWERED, agent=call.agent)
         if call.decided_at is not None:
-            call.timings["decision_to_connected_ms"] = _ms(time.time() - call.decided_at)
-        ctl._write_record(call)
+            call.timings["decision_to_connected_ms"] = ms(time.time() - call.decided_at)
+        steps.write_record(call)
         ended = await leg.wait_ended()
         return CallOutcome.CONNECTED, f"agent {ended.cause}"
 
-    def _direction(self, offerer: str, answerer: str) -> dict[str, list[str]]:
-        """rtpengine's logical interfaces (offerer's side first) when the media node bridges two networks."""
-        media = self.config.media
-        names = [getattr(media, f"{offerer}_interface"), getattr(media, f"{answerer}_interface")]
-        return {"direction": names} if all(names) else {}
+    def _domain(self, tenant: str) -> str:
+        try:
+            return str(self.steps.directory.tenant(tenant).get("domain") or "")
+        except Exception:
+            log.exception("no SIP domain for tenant %r", tenant)
+            return ""
 
     async def _agent_reinvite(self, session: AnsweredCall, offer: str | None) -> str:
         """Hold/unhold from the agent: rtpengine follows, the caller's leg is left alone."""
@@ -264,9 +263,9 @@ class AnsweredMode:
             return current
         reverse = {"call-id": call.call_id, "from-tag": call.to_tag, "to-tag": call.from_tag}
         try:
-            await self.controller.ng.request("offer", sdp=offer, flags=["port latching"], **MEDIA_FLAGS, **reverse,
-                                             **self._direction("agent", "trunk"))
-            answer = await self.controller.ng.request(
+            await self.steps.ng.request("offer", sdp=offer, flags=["port latching"], **MEDIA_FLAGS, **reverse,
+                                        **self.steps.direction("agent", "trunk"))
+            answer = await self.steps.ng.request(
                 "answer", sdp=sdp_util.answer_for(call.caller_sdp, offer), flags=["port latching"], **MEDIA_FLAGS,
                 **reverse)
         except NgError as exc:
@@ -289,13 +288,15 @@ class AnsweredMode:
                 except Exception:
                     log.exception("call %s: hanging up leg %s failed", call.call_id, leg.call_id)
         if session.media_anchored:
-            with contextlib.suppress(NgError):
-                await self.controller.ng.request("delete", **{"call-id": call.call_id, "delete-delay": 0})
+            await self.steps.delete_media(call)
         if call.timings.get("answered_at"):
             call.timings["answered_s"] = round(time.time() - call.timings["answered_at"], 3)
-        await self.controller._end(call, outcome, reason)
-        self.calls.pop(call.call_id, None)
-        self.calls.pop(session.agent_call_id, None)
+        await self.machine.fire(call, Trigger.HANGUP, outcome=outcome, reason=reason)
+        self.sessions.pop(call.call_id, None)
+
+
+def _no_keep_alive(call: Call) -> None:
+    """An answered call has no held INVITE whose timer needs restarting."""
 
 
 def _relayed_age_s(relayed_at: str | None) -> float | None:

@@ -1,89 +1,52 @@
-"""The call controller: Kamailio's held INVITEs in, decisions out.
+"""The call controller: Kamailio's events in, one state machine per call, the flows started and ended.
 
-For each call: anchor media in rtpengine with ourselves as stand-in callee, send 183, play the prompt, stream the
-caller's audio to the recogniser, route stable partials and the final through the rules, pick agents, and hand
-the call back to Kamailio. Kamailio keeps its own timer: if this process dies the call still reaches the fallback
-group.
+The wiring of the call package: it owns the links (evapi, JSON-RPC, ng, gRPC), the registry of live calls and
+the agents' book; turns Kamailio's events into triggers of the call's state machine (`zhida.call.states`) and
+runs the actions the states name. The flows themselves are `zhida.call.early` and `zhida.call.answered`, over
+the shared steps of `zhida.call.steps`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import secrets
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from zhida.call.agents import AgentBook
-from zhida.call.states import CallEvent, CallState, CallStateMachine, InvalidTransition
-from zhida.codecs import sdp as sdp_codec
-from zhida.codecs.rtp import PT_PCMA
+from zhida.call.agents import AgentBook, requested_expiry_s, saved_expiry_s
+from zhida.call.answered import AnsweredMode, start_answered_mode
+from zhida.call.early import EarlyFlow
+from zhida.call.machine import CallMachine
+from zhida.call.model import Call, ms
+from zhida.call.states import STATES, Action, CallState, Flow, InvalidTransition, Trigger
+from zhida.call.steps import CallSteps
 from zhida.config import Config
 from zhida.directory import Directory
-from zhida.events import CallEvent as BusEvent
 from zhida.events import CallEventKind, CallOutcome, EventBus
-from zhida.media.fork import AudioFork
 from zhida.media.ng import NgClient, NgError
 from zhida.sip.evapi import EvapiLink
 from zhida.sip.rpc import KamailioRpc, RpcError
-from zhida.stack.prompts import duration_s
-from zhida.v1 import recognizer_pb2, recognizer_pb2_grpc, routing_pb2, routing_pb2_grpc
+from zhida.v1 import recognizer_pb2_grpc, routing_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-KIND_NAMES = {
-    routing_pb2.DECISION_KIND_ROUTE: "route",
-    routing_pb2.DECISION_KIND_REPROMPT: "reprompt",
-    routing_pb2.DECISION_KIND_FALLBACK: "fallback",
-    routing_pb2.DECISION_KIND_AFTER_HOURS: "after_hours",
+# Kamailio's per-call events and the trigger each one is for the call's state machine.
+EVENT_TRIGGERS = {
+    "agent_invite": Trigger.AGENT_INVITED,
+    "agent_ringing": Trigger.AGENT_RINGING,
+    "agent_answered": Trigger.AGENT_ANSWERED,
+    "agent_failed": Trigger.AGENT_FAILED,
+    "fallback": Trigger.PROXY_ROUTED,
+    "cancel": Trigger.HANGUP,
+    "no_agent": Trigger.HANGUP,
+    "call_ended": Trigger.HANGUP,
 }
-
-
-@dataclass
-class Call:
-    call_id: str
-    tenant: str
-    from_tag: str
-    tindex: int
-    tlabel: int
-    caller: str
-    called: str
-    caller_sdp: str
-    mode: str
-    held_at: float
-    machine: CallStateMachine
-    to_tag: str = field(default_factory=lambda: secrets.token_hex(6))
-    fork: AudioFork | None = None
-    task: asyncio.Task[None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    transcript: str = ""
-    words: list[dict[str, str]] = field(default_factory=list)
-    decision: dict[str, Any] = field(default_factory=dict)
-    agents: list[str] = field(default_factory=list)
-    agent: str = ""
-    contact: str = ""
-    end_of_speech_at: float | None = None
-    first_invite_at: float | None = None
-    decided_at: float | None = None
-    prompt_playing: bool = False
-    outcome: str = ""
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class ListenResult:
-    transcript: str
-    confidence: float
-    decision: routing_pb2.Decision | None
-    basis: str  # "partial" | "final" | "no_input"
-    last_voiced_ms: int
+# An answered call's SIP legs report its end themselves; of Kamailio's events only its agent leg's branches count.
+ANSWERED_EVENTS = frozenset({"agent_invite", "agent_ringing", "agent_answered", "agent_failed"})
 
 
 class CallController:
@@ -91,9 +54,7 @@ class CallController:
         self.config = config
         self.bus = bus
         self.directory = directory
-        self.prompts = prompts
-        self.prompt_lengths_s = {name: duration_s(path) for name, path in prompts.items()}
-        self.calls: dict[str, Call] = {}
+        self.calls: dict[str, Call] = {}  # by Call-ID; an answered call also by its agent leg's
         self.agents = AgentBook()
         self.ng = NgClient(config.media.interface, config.media.ng_port)
         self.rpc = KamailioRpc("127.0.0.1", config.sip.rpc_port)
@@ -102,22 +63,29 @@ class CallController:
         options = [("grpc.lb_policy_name", "round_robin")]
         self.recognizer_channel = grpc.aio.insecure_channel(config.recognizer.client_target, options=options)
         self.routing_channel = grpc.aio.insecure_channel(config.routing.client_target, options=options)
-        self.recognizer = recognizer_pb2_grpc.RecognizerServiceStub(self.recognizer_channel)
-        self.router = routing_pb2_grpc.RoutingServiceStub(self.routing_channel)
-        self.records_dir = config.run_dir / "calls"
-        self.answered: Any = None  # zhida.call.answered.AnsweredMode once its B2BUA listens
+        self.machine = CallMachine(self._run_action)
+        self.steps = CallSteps(
+            config, machine=self.machine, bus=bus, directory=directory, agents=self.agents, ng=self.ng,
+            recognizer=recognizer_pb2_grpc.RecognizerServiceStub(self.recognizer_channel),
+            router=routing_pb2_grpc.RoutingServiceStub(self.routing_channel), prompts=prompts)
+        self.early = EarlyFlow(self.steps, self.machine, rpc=self.rpc, evapi=self.evapi, calls=self.calls)
+        self.answered: AnsweredMode | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # ----- lifecycle -----
 
     async def start(self) -> None:
-        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.steps.records_dir.mkdir(parents=True, exist_ok=True)
         await self.ng.connect()
         await self.rpc.connect()
         await self.reconcile()
-        from zhida.call.answered import start_answered_mode  # it builds on this module
-
-        self.answered = await start_answered_mode(self)
+        self.answered = await start_answered_mode(self.config, self.steps, self.machine, self.calls)
         self.evapi.start()
+
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set while Kamailio can hand us calls (the evapi link is up)."""
+        return self.evapi.connected
 
     async def stop(self) -> None:
         await self.evapi.stop()
@@ -126,6 +94,8 @@ class CallController:
         for call in list(self.calls.values()):
             if call.task is not None:
                 call.task.cancel()
+        for task in list(self._background):
+            task.cancel()
         self.ng.close()
         self.rpc.close()
         await self.recognizer_channel.close()
@@ -134,7 +104,8 @@ class CallController:
     async def reconcile(self) -> None:
         """After a restart: learn registrations from Kamailio and drop media sessions nobody owns any more."""
         try:
-            count = self.agents.load_usrloc_dump(await self.rpc.call("ul.dump", "brief"))
+            # the full dump: "brief" lists AoRs without their contacts, so without their expiry
+            count = self.agents.load_usrloc_dump(await self.rpc.call("ul.dump"))
             log.info("reconciled %d registered agents from Kamailio", count)
         except RpcError as exc:
             log.warning("could not read registrations from Kamailio: %s", exc)
@@ -155,23 +126,15 @@ class CallController:
                 with contextlib.suppress(NgError):
                     await self.ng.request("delete", **{"call-id": call_id, "delete-delay": 0})
 
-    # ----- Kamailio events -----
+    # ----- Kamailio's events -----
 
     async def on_kamailio_event(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "call_held":
             self._on_call_held(event)
         elif kind == "register":
-            expires = event.get("expires") or "3600"
-            try:
-                expires_s = float(expires)
-            except ValueError:
-                expires_s = 3600.0
-            # expires 0 is a de-registration: the agent's registration ends now
-            self.agents.registered(str(event.get("aor", "")), expires_s)
+            self._on_register(event)
         else:
-            if self.answered is not None and await self.answered.on_kamailio_event(str(kind), event):
-                return
             call = self.calls.get(str(event.get("call_id", "")))
             if call is None:
                 return  # a call that ended or was never ours
@@ -184,359 +147,124 @@ class CallController:
                 call_id=str(info["call_id"]), tenant=str(info["tenant"]), from_tag=str(info["from_tag"]),
                 tindex=int(event["tindex"]), tlabel=int(event["tlabel"]), caller=str(info.get("caller", "")),
                 called=str(info.get("called", "")), caller_sdp=str(info.get("sdp", "")),
-                mode=str(info.get("mode", "early")), held_at=float(event.get("ts") or time.time()),
-                machine=CallStateMachine(str(info["call_id"])),
+                flow=Flow(str(info.get("mode", "early"))), held_at=float(event.get("ts") or time.time()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             log.error("malformed call_held event from Kamailio (%s): %r", exc, event)
+            return
+        if call.flow is not Flow.EARLY:
+            log.error("call_held for %s in %s mode: only early-mode calls are held; ignored", call.call_id,
+                      call.mode)
             return
         if call.call_id in self.calls:
             log.warning("duplicate call_held for %s ignored", call.call_id)
             return
         self.calls[call.call_id] = call
-        self._publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called, mode=call.mode)
-        call.task = asyncio.create_task(self._run_call(call), name=f"call-{call.call_id}")
+        self.steps.publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called, mode=call.mode)
+        call.task = asyncio.create_task(self.early.run(call), name=f"call-{call.call_id}")
 
     async def _on_call_event(self, call: Call, kind: str, event: dict[str, Any]) -> None:
-        ts = float(event.get("ts") or time.time())
-        async with call.lock:
-            if kind == "cancel":
-                await self._end(call, CallOutcome.ABANDONED, "caller cancelled")
-            elif kind == "agent_invite":
-                call.contact = str(event.get("contact", ""))
-                call.agent = str(event.get("agent", ""))
-                if call.first_invite_at is None:
-                    call.first_invite_at = ts
-                self.agents.reserve(call.agent, call.call_id)
-            elif kind == "agent_ringing":
-                if call.machine.accepts(CallEvent.AGENT_RINGING):
-                    call.machine.fire(CallEvent.AGENT_RINGING)
-                    self._publish(call, CallEventKind.RINGING, agent=call.agent, contact=call.contact,
-                                  decision_to_ringing_ms=_ms(ts - (call.decided_at or ts)))
-            elif kind == "agent_answered":
-                if call.machine.accepts(CallEvent.AGENT_ANSWERED):
-                    call.machine.fire(CallEvent.AGENT_ANSWERED)
-                    call.agent = str(event.get("agent", call.agent))
-                    call.outcome = CallOutcome.CONNECTED.value
-                    self._publish(call, CallEventKind.ANSWERED, agent=call.agent)
-                    self._write_record(call)
-            elif kind == "agent_failed":
-                self.agents.release(str(event.get("agent", "")), call.call_id)
-                if call.machine.accepts(CallEvent.AGENT_FAILED):
-                    call.machine.fire(CallEvent.AGENT_FAILED)
-            elif kind == "no_agent":
-                await self._end(call, CallOutcome.NO_AGENT, "no agent answered")
-            elif kind == "fallback":
-                fallback_group = self.directory.tenant(call.tenant)["fallback_group"]
-                if call.machine.accepts(CallEvent.PROXY_ROUTED):
-                    # Kamailio's own timer fired first: stop listening, the call is on its way to the fallback group.
-                    call.machine.fire(CallEvent.PROXY_ROUTED)
-                    if call.task is not None and call.task is not asyncio.current_task():
-                        call.task.cancel()
-                    if call.fork is not None:
-                        call.fork.close()
-                    call.decision = {**call.decision, "kind": "timeout", "group": fallback_group}
-                    self._publish(call, CallEventKind.DECISION, **call.decision, agents=[])
-                else:
-                    call.decision = {**call.decision, "group": fallback_group}
-            elif kind == "call_ended":
-                outcome = CallOutcome(call.outcome) if call.outcome else CallOutcome.ABANDONED
-                await self._end(call, outcome, "call ended")
-
-    # ----- one call -----
-
-    async def _run_call(self, call: Call) -> None:
-        try:
-            await self._setup_media(call)
-            result = await self._understand(call)
-            await self._transfer(call, result)
-        except asyncio.CancelledError:
-            raise
-        except InvalidTransition as exc:
-            log.error("%s", exc)
-        except Exception:
-            log.exception("call %s failed; handing it to the fallback group", call.call_id)
-            self._send_fallback(call, "controller error")
-
-    async def _understand(self, call: Call) -> ListenResult:
-        """Prompt, listen, route; one re-prompt when the first attempt gives nothing routable."""
-        attempt = 1
-        while True:
-            result = await self._listen(call, attempt)
-            decision = result.decision
-            if (decision is None or decision.kind == routing_pb2.DECISION_KIND_REPROMPT) and attempt == 1:
-                attempt = 2
-                async with call.lock:
-                    call.machine.fire(CallEvent.REPROMPT)
-                continue
-            return result
-
-    async def _setup_media(self, call: Call) -> None:
-        sdp = await self._anchor_media(call)
-        await self.rpc.reply(call.tindex, call.tlabel, 183, "Session Progress", to_tag=call.to_tag, body=sdp)
-        call.timings["held_to_183_ms"] = _ms(time.time() - call.held_at)
-        async with call.lock:
-            call.machine.fire(CallEvent.MEDIA_READY)
-
-    async def _anchor_media(self, call: Call) -> str:
-        """ng offer (the caller's SDP) and answer (our stand-in socket, to-tag X): rtpengine's SDP for the caller.
-
-        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to).
-        """
-        fork, port = await AudioFork.open(self.config.controller.rtp_address)
-        call.fork = fork
-        common = {"call-id": call.call_id, "from-tag": call.from_tag}
-        media = self.config.media
-        direction = ({"direction": [media.trunk_interface, media.controller_interface]}
-                     if media.trunk_interface and media.controller_interface else {})
-        await self.ng.request("offer", sdp=call.caller_sdp, replace=["origin", "session-connection"],
-                              ICE="remove", **common, **direction)
-        stand_in = sdp_codec.build_audio(self.config.controller.rtp_address, port)
-        answer = await self.ng.request("answer", sdp=stand_in, replace=["origin", "session-connection"],
-                                       ICE="remove", **{**common, "to-tag": call.to_tag})
-        return str(answer["sdp"])
-
-    async def _play(self, call: Call, name: str) -> float | None:
-        """Plays a prompt to the caller; its length in seconds, None when rtpengine could not play it."""
-        try:
-            await self.ng.request("play media", **{"call-id": call.call_id, "from-tag": call.from_tag},
-                                  file=str(self.prompts[name]))
-            call.prompt_playing = True
-        except NgError as exc:
-            log.error("call %s: prompt %s not played: %s", call.call_id, name, exc)
-            return None
-        return self.prompt_lengths_s[name]
-
-    async def _stop_prompt(self, call: Call) -> None:
-        if call.prompt_playing:
-            call.prompt_playing = False
-            with contextlib.suppress(NgError):
-                await self.ng.request("stop media", **{"call-id": call.call_id, "from-tag": call.from_tag})
-
-    async def _listen(self, call: Call, attempt: int) -> ListenResult:
-        assert call.fork is not None
-        await self._play(call, "prompt" if attempt == 1 else "reprompt")
-        async with call.lock:
-            call.machine.fire(CallEvent.PROMPT_STARTED)
-        self.evapi.send({"action": "extend", "call_id": call.call_id})
-        self._publish(call, CallEventKind.PROMPT, prompt="prompt" if attempt == 1 else "reprompt", attempt=attempt)
-        # Audio heard before this attempt's prompt belongs to no utterance of this attempt.
-        while not call.fork.audio.empty():
-            call.fork.audio.get_nowait()
-        ctl = self.config.controller
-        config = recognizer_pb2.RecognitionConfig(
-            encoding=recognizer_pb2.AUDIO_ENCODING_ALAW if call.fork.payload_type == PT_PCMA
-            else recognizer_pb2.AUDIO_ENCODING_MULAW,
-            sample_rate_hertz=8000, call_id=call.call_id, tenant=call.tenant, interim_results=True,
-            endpointer=recognizer_pb2.EndpointerConfig(
-                end_silence_ms=ctl.end_silence_ms, no_input_timeout_ms=ctl.no_input_timeout_ms,
-                max_utterance_ms=ctl.max_utterance_ms, pause_ms=ctl.pause_ms),
-        )
-        stream = self.recognizer.StreamingRecognize(self._audio_requests(call.fork, config))
-        stable_text, stable_since_ms, last_voiced_ms, speech_start_ms = "", 0, 0, 0
-        speech_started_at: float | None = None
-        first_partial_logged = False
-        # The endpointer counts audio time; a caller whose audio stops must still time out, by the wall clock.
-        wall_limit_s = (ctl.no_input_timeout_ms + ctl.max_utterance_ms) / 1000.0 + 2.0
-        try:
-            async with asyncio.timeout(wall_limit_s):
-                async for response in stream:
-                    last_voiced_ms = max(last_voiced_ms, response.last_voiced_ms)
-                    if response.speech_event == recognizer_pb2.SPEECH_EVENT_SPEECH_STARTED and not response.is_final:
-                        speech_started_at = time.time()
-                        speech_start_ms = response.audio_offset_ms
-                        await self._stop_prompt(call)  # barge-in
-                        async with call.lock:
-                            if call.machine.accepts(CallEvent.SPEECH_STARTED):
-                                call.machine.fire(CallEvent.SPEECH_STARTED)
-                        self.evapi.send({"action": "extend", "call_id": call.call_id})
-                        continue
-                    if response.is_final:
-                        return await self._final(call, response, attempt, last_voiced_ms)
-                    text = response.transcript.strip()
-                    if not text:
-                        continue
-                    if not first_partial_logged and speech_started_at is not None:
-                        call.timings["first_partial_ms"] = _ms(time.time() - speech_started_at)
-                        first_partial_logged = True
-                    self._publish(call, CallEventKind.PARTIAL, transcript=text,
-                                  audio_offset_ms=response.audio_offset_ms)
-                    if text != stable_text:
-                        stable_text, stable_since_ms = text, response.audio_offset_ms
-                    # A partial may decide once the caller pauses (and it covers all they said), or once it has
-                    # stopped changing; the rules still have to be confident about it.
-                    heard_ms = response.heard_ms or response.audio_offset_ms
-                    paused = last_voiced_ms > 0 and heard_ms - last_voiced_ms >= ctl.pause_ms \
-                        and response.audio_offset_ms >= last_voiced_ms
-                    stable = response.audio_offset_ms - stable_since_ms >= ctl.stable_partial_ms
-                    if not (paused or stable) or last_voiced_ms - speech_start_ms < ctl.min_speech_ms:
-                        continue
-                    decision = await self._route(call, text, attempt)
-                    log.debug("call %s: partial %r -> %s", call.call_id, text,
-                              routing_pb2.DecisionKind.Name(decision.kind) if decision is not None else None)
-                    if decision is not None and decision.kind == routing_pb2.DECISION_KIND_ROUTE:
-                        self._note_end_of_speech(call, last_voiced_ms)
-                        call.transcript = text
-                        self._publish(call, CallEventKind.FINAL, transcript=text, confidence=response.confidence,
-                                      basis="partial")
-                        return ListenResult(text, response.confidence, decision, "partial", last_voiced_ms)
-        except TimeoutError:
-            log.info("call %s: no final within %.0f s of the prompt", call.call_id, wall_limit_s)
-        finally:
-            stream.cancel()
-            await self._stop_prompt(call)
-        return ListenResult("", 0.0, None, "no_input", last_voiced_ms)
-
-    async def _final(self, call: Call, response: Any, attempt: int, last_voiced_ms: int) -> ListenResult:
-        text = response.transcript.strip()
-        log.info("call %s: final %r (confidence %.2f, %s)", call.call_id, text, response.confidence,
-                 recognizer_pb2.SpeechEvent.Name(response.speech_event))
-        async with call.lock:
-            call.machine.fire(CallEvent.UTTERANCE_ENDED)
-        self._note_end_of_speech(call, last_voiced_ms)
-        if text or not call.transcript:
-            # a silent re-prompt must not erase what the caller said the first time
-            call.transcript = text
-        self._publish(call, CallEventKind.FINAL, transcript=text, confidence=response.confidence, basis="final",
-                      first_partial_ms=call.timings.get("first_partial_ms"))
-        if not text:
-            return ListenResult("", 0.0, None, "no_input", last_voiced_ms)
-        decision = await self._route(call, text, attempt)
-        return ListenResult(text, response.confidence, decision, "final", last_voiced_ms)
-
-    def _note_end_of_speech(self, call: Call, last_voiced_ms: int) -> None:
-        if call.fork is not None and last_voiced_ms > 0:
-            call.end_of_speech_at = call.fork.arrival_time(last_voiced_ms)
-
-    async def _audio_requests(self, fork: AudioFork, config: Any) -> AsyncIterator[Any]:
-        yield recognizer_pb2.StreamingRecognizeRequest(config=config)
-        while True:
-            payload = await fork.audio.get()
-            if payload is None:
-                return
-            yield recognizer_pb2.StreamingRecognizeRequest(audio=payload)
-
-    async def _route(self, call: Call, text: str, attempt: int) -> routing_pb2.Decision | None:
-        try:
-            answer = await self.router.Route(
-                routing_pb2.RouteRequest(tenant=call.tenant, text=text, attempt=attempt, call_id=call.call_id),
-                timeout=1.0)
-        except grpc.aio.AioRpcError as exc:
-            log.error("call %s: routing failed (%s): %s", call.call_id, exc.code().name, exc.details())
-            return None
-        call.words = [{"text": w.text, "tag": w.tag} for w in answer.words]
-        return answer.decision
-
-    async def _decide(self, call: Call, result: ListenResult) -> list[str] | None:
-        """Records and publishes the decision, picks its agents; None when the call ended meanwhile."""
-        decision = result.decision
-        call.decided_at = time.time()
-        kind = KIND_NAMES.get(decision.kind, "fallback") if decision is not None else "no_input"
-        group = decision.group if decision is not None and decision.group else ""
-        if not group:
-            group = self.directory.tenant(call.tenant)["fallback_group"]
-        agents = self._agents_for(call.tenant, group)
-        call.agents = agents
-        call.decision = {
-            "kind": kind, "route": decision.route if decision else "", "group": group,
-            "score": decision.score if decision else 0.0, "confidence": decision.confidence if decision else 0.0,
-            "explanation": [{"term": c.term, "route": c.route, "weight": c.weight, "kind": c.kind}
-                            for c in (decision.explanation if decision else [])],
-            "basis": result.basis,
-        }
-        eos_to_decision = _ms(call.decided_at - call.end_of_speech_at) if call.end_of_speech_at else None
-        if eos_to_decision is not None:
-            call.timings["end_of_speech_to_decision_ms"] = eos_to_decision
-        self._publish(call, CallEventKind.DECISION, **call.decision, agents=agents, words=call.words,
-                      end_of_speech_to_decision_ms=eos_to_decision)
-        async with call.lock:
-            if call.machine.state is CallState.ENDED:
-                return None
-            call.machine.fire(CallEvent.DECIDED)
-        if call.fork is not None:
-            call.fork.close()
-        return agents
-
-    async def _transfer(self, call: Call, result: ListenResult) -> None:
-        agents = await self._decide(call, result)
-        if agents is None:
+        trigger = EVENT_TRIGGERS.get(kind)
+        if trigger is None:
+            log.error("call %s: unknown Kamailio event %r ignored", call.call_id, kind)
             return
-        group = call.decision["group"]
-        if not agents:
-            log.warning("call %s: group %s has no agents; Kamailio's fallback takes it", call.call_id, group)
-            self._send_fallback(call, "empty group")
-            return
-        self.evapi.send({"action": "route", "call_id": call.call_id, "group": group, "agents": agents})
-
-    def _agents_for(self, tenant: str, group: str) -> list[str]:
-        """The group's agents by availability, then its overflow group's."""
+        if call.flow is Flow.ANSWERED and kind not in ANSWERED_EVENTS:
+            return  # cancel / no_agent / call_ended: the SIP legs report the same, and drive the end of the call
+        ts = _number(event.get("ts"), time.time())
+        agent = str(event.get("agent", ""))
+        data: dict[str, Any] = {"ts": ts, "agent": agent}
+        if kind == "agent_invite":
+            call.contact = str(event.get("contact", ""))
+            call.agent = agent
+            if call.first_invite_at is None:
+                call.first_invite_at = ts
+            self.agents.reserve(agent, call.call_id)
+        elif kind == "agent_failed":
+            self.agents.release(agent, call.call_id)
+        elif kind == "cancel":
+            data.update(outcome=CallOutcome.ABANDONED, reason="caller cancelled")
+        elif kind == "no_agent":
+            data.update(outcome=CallOutcome.NO_AGENT, reason="no agent answered")
+        elif kind == "call_ended":
+            outcome = CallOutcome(call.outcome) if call.outcome else CallOutcome.ABANDONED
+            data.update(outcome=outcome, reason="call ended")
         try:
-            groups = {g["name"]: g for g in self.directory.groups(tenant)}
-            ordered = self.agents.select(self.directory.agents(tenant, group))
-            overflow = (groups.get(group) or {}).get("overflow_group")
-            if overflow and overflow != group:
-                ordered += [a for a in self.agents.select(self.directory.agents(tenant, overflow)) if a not in ordered]
-        except Exception:
-            log.exception("agent lookup for %s/%s failed", tenant, group)
-            return []
-        return ordered
+            await self.machine.fire(call, trigger, **data)
+        except InvalidTransition:
+            await self.machine.fail(call, f"unexpected Kamailio event {kind}")
 
-    def _send_fallback(self, call: Call, reason: str) -> None:
-        call.decision = {**call.decision, "kind": "fallback", "reason": reason}
-        if call.fork is not None:
-            call.fork.close()
-        self.evapi.send({"action": "fallback", "call_id": call.call_id})
-
-    async def _end(self, call: Call, outcome: CallOutcome, reason: str) -> None:
-        if call.machine.state is CallState.ENDED:
+    def _on_register(self, event: dict[str, Any]) -> None:
+        """What the REGISTER said at once, then what the registrar saved (the authority) from Kamailio."""
+        aor = str(event.get("aor", ""))
+        if not aor:
+            log.error("register event without an AoR ignored: %r", event)
             return
-        before = call.machine.state
-        call.machine.fire(CallEvent.HANGUP)
+        self.agents.registered(aor, requested_expiry_s(str(event.get("contact", "")), event.get("expires")))
+        task = asyncio.create_task(self._refresh_registration(aor), name=f"ul-lookup-{aor}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh_registration(self, aor: str) -> None:
+        user_at_domain = aor.removeprefix("sip:")
+        try:
+            answer = await self.rpc.call("ul.lookup", "location", user_at_domain)
+        except RpcError as exc:
+            if "not found" in str(exc).lower():
+                self.agents.registered(aor, 0.0)  # every contact removed: de-registered
+                log.info("agent %s: not registered (registrar)", aor)
+            else:
+                log.warning("registration of %s not checked with Kamailio: %s", aor, exc)
+            return
+        expiry_s = saved_expiry_s(answer)
+        self.agents.registered(aor, expiry_s)
+        log.info("agent %s: registered for %.0f s (registrar)", aor, expiry_s)
+
+    # ----- the states' actions -----
+
+    async def _run_action(self, call: Call, action: Action, before: CallState, data: dict[str, Any]) -> None:
+        if action is Action.STOP_LISTENING:
+            # Kamailio's own timer fired first: stop listening, the call is on its way to the fallback group.
+            self._stop_flow(call)
+            call.decision = {**call.decision, "kind": "timeout", "group": self.steps.fallback_group(call.tenant)}
+            self.steps.publish(call, CallEventKind.DECISION, **call.decision, agents=[])
+        elif action is Action.NOTE_FALLBACK_GROUP:
+            call.decision = {**call.decision, "group": self.steps.fallback_group(call.tenant)}
+        elif action is Action.FALL_BACK:
+            self.early.send_fallback(call, str(data.get("reason", "controller error")))
+        elif action is Action.ANNOUNCE_RINGING:
+            ts = float(data.get("ts") or time.time())
+            self.steps.publish(call, CallEventKind.RINGING, agent=call.agent, contact=call.contact,
+                               decision_to_ringing_ms=ms(ts - (call.decided_at or ts)))
+        elif action is Action.ANNOUNCE_CONNECTED:
+            call.agent = str(data.get("agent") or call.agent)
+            call.outcome = CallOutcome.CONNECTED.value
+            self.steps.publish(call, CallEventKind.ANSWERED, agent=call.agent)
+            self.steps.write_record(call)
+        elif action is Action.END:
+            outcome = data.get("outcome", CallOutcome.FAILED)
+            await self._end(call, before, outcome, str(data.get("reason", "")))
+
+    def _stop_flow(self, call: Call) -> None:
         if call.task is not None and not call.task.done() and call.task is not asyncio.current_task():
             call.task.cancel()
         if call.fork is not None:
             call.fork.close()
-        if before in (CallState.HELD, CallState.EARLY_MEDIA, CallState.PROMPTING, CallState.LISTENING,
-                      CallState.DECIDING) or outcome is not CallOutcome.CONNECTED:
-            with contextlib.suppress(NgError):
-                await self.ng.request("delete", **{"call-id": call.call_id, "delete-delay": 0})
+
+    async def _end(self, call: Call, before: CallState, outcome: CallOutcome, reason: str) -> None:
+        self._stop_flow(call)
+        if STATES[before].pre_transfer or outcome is not CallOutcome.CONNECTED:
+            await self.steps.delete_media(call)
         self.agents.release_call(call.call_id)
         call.outcome = outcome.value
-        self._publish(call, CallEventKind.ENDED, outcome=outcome.value, reason=reason,
-                      duration_s=round(time.time() - call.held_at, 3))
-        self._write_record(call)
-        self.calls.pop(call.call_id, None)
-
-    # ----- records and events -----
-
-    def summary(self, call: Call) -> dict[str, Any]:
-        eos_to_invite = None
-        if call.end_of_speech_at is not None and call.first_invite_at is not None:
-            eos_to_invite = _ms(call.first_invite_at - call.end_of_speech_at)
-        return {
-            "call_id": call.call_id, "tenant": call.tenant, "caller": call.caller, "called": call.called,
-            "state": call.machine.state.value, "transcript": call.transcript, "words": call.words,
-            "decision": call.decision,
-            "group": call.decision.get("group", ""), "agents": call.agents, "agent": call.agent,
-            "contact": call.contact, "outcome": call.outcome, "end_of_speech_to_invite_ms": eos_to_invite,
-            "timings": call.timings,
-        }
-
-    def _write_record(self, call: Call) -> None:
-        path = self.records_dir / f"{_safe(call.call_id)}.json"
-        try:
-            path.write_text(json.dumps(self.summary(call), ensure_ascii=False), encoding="utf-8")
-        except OSError as exc:
-            log.error("call summary for %s not written: %s", call.call_id, exc)
-
-    def _publish(self, call: Call, kind: CallEventKind, /, **data: Any) -> None:
-        # positional-only: a decision's own "kind" field travels in data
-        self.bus.publish(BusEvent(call.call_id, call.tenant, kind, data))
+        self.steps.publish(call, CallEventKind.ENDED, outcome=outcome.value, reason=reason,
+                           duration_s=round(time.time() - call.held_at, 3))
+        self.steps.write_record(call)
+        for key in [key for key, known in self.calls.items() if known is call]:
+            del self.calls[key]
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000.0, 1)
-
-
-def _safe(call_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in call_id)
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default

@@ -1,24 +1,22 @@
-"""`zhida serve-controller`: the call controller process (call path, health, CRM API when configured)."""
+"""`zhida serve-controller`: the call controller process (call path, health, the CRM API on its loop)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
+from zhida import serving
 from zhida.call.controller import CallController
+from zhida.call.prompts import ensure_prompts
 from zhida.config import Config
+from zhida.crm.hosting import attach_to_controller
 from zhida.directory import Directory
 from zhida.events import EventBus
-from zhida.stack.prompts import ensure_prompts
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "zhida.v1.CallController"
+EVAPI_WAIT_S = 30.0
 
 
 async def serve(config: Config) -> None:
@@ -27,47 +25,34 @@ async def serve(config: Config) -> None:
     prompts = ensure_prompts(config.run_dir / "prompts", config.controller)
     controller = CallController(config, bus=bus, directory=directory, prompts=prompts)
 
-    server = _grpc_server()
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    _attach_optional_services(server, bus, directory, config, health_servicer)
-    server.add_insecure_port(config.controller.api_listen)
-    await server.start()
+    server = serving.new_server()
+    health = serving.add_health(server)
+    hosted = attach_to_controller(server, bus=bus, directory=directory, config=config, health=health)
+    running = await serving.start(server, config.controller.api_listen, [SERVICE_NAME], health_servicer=health)
     await controller.start()
-    # Serving means Kamailio can hand us calls: wait for the evapi link (it keeps retrying if this times out).
+    watch = asyncio.create_task(_health_follows_evapi(controller, running), name="health-follows-evapi")
+    log.info("controller up: evapi %d, API %s (%s)", config.sip.evapi_port, config.controller.api_listen,
+             ", ".join(hosted.services))
+
+    async def stop_calls() -> None:
+        watch.cancel()
+        await controller.stop()
+
+    await serving.serve_until_signalled(running, name="controller", grace=2.0, before_stop=stop_calls,
+                                        after_stop=lambda: asyncio.to_thread(hosted.close))
+
+
+async def _health_follows_evapi(controller: CallController, running: serving.Serving) -> None:
+    """SERVING exactly while Kamailio can hand us calls: the evapi link is up (it reconnects by itself)."""
     try:
-        await asyncio.wait_for(controller.evapi.connected.wait(), 30)
+        await asyncio.wait_for(controller.ready.wait(), EVAPI_WAIT_S)
     except TimeoutError:
-        log.error("no evapi link to Kamailio after 30 s; calls go to the fallback group until it comes up")
-    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("controller up: evapi %d, API %s", config.sip.evapi_port, config.controller.api_listen)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("controller stopping")
-    await health_servicer.enter_graceful_shutdown()
-    await controller.stop()
-    await server.stop(2)
-
-
-def _grpc_server() -> grpc.aio.Server:
-    """With the CRM package: gRPC server metrics and keepalive for long WatchCalls streams."""
-    try:
-        from zhida.crm.server import SERVER_OPTIONS
-        from zhida.metrics.grpc_server import ServerMetricsInterceptor
-    except ImportError:
-        return grpc.aio.server()
-    return grpc.aio.server(interceptors=[ServerMetricsInterceptor()], options=SERVER_OPTIONS)
-
-
-def _attach_optional_services(server: grpc.aio.Server, bus: EventBus, directory: Directory, config: Config,
-                              health_servicer: health.aio.HealthServicer) -> None:
-    """The CRM API and call records ride on the controller's loop when their package is installed."""
-    with contextlib.suppress(ImportError):
-        from zhida.crm.hosting import attach_to_controller  # type: ignore[import-not-found]
-
-        attach_to_controller(server, bus=bus, directory=directory, config=config, health=health_servicer)
+        log.error("no evapi link to Kamailio after %.0f s; calls go to the fallback group until it comes up",
+                  EVAPI_WAIT_S)
+    while True:
+        await controller.ready.wait()
+        await running.ready(True)
+        while controller.ready.is_set():  # the link has no "lost" event to wait on
+            await asyncio.sleep(0.5)
+        log.error("evapi link to Kamailio lost: health NOT_SERVING until it is back")
+        await running.ready(False)

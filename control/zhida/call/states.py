@@ -1,97 +1,331 @@
-"""The call state machine: every state, every event it accepts, and nothing else.
+"""The call state machine: one class per state, each declaring the triggers it accepts and what follows.
 
-An event a state does not accept raises `InvalidTransition`: a call path bug shows up loudly in the log instead
-of leaving a call in a state nobody expects.
+The base class refuses every trigger; a state overrides only those it expects and returns a `Step`: the next
+state and the action the controller runs on the way (`Action`). Anything else raises `InvalidTransition`, which
+the controller treats as a failure of the call (see `zhida.call.machine`). The states are pure: no I/O, no
+clock, so every state x every trigger is tested as a table.
+
+Two flows share the listening states:
+- early mode (SIP-native trunks): HELD -> EARLY_MEDIA -> PROMPTING -> LISTENING -> DECIDING -> TRANSFERRING
+  (the decision went back to Kamailio, which rings agents) -> RINGING -> CONNECTED;
+- answered mode (PSTN trunks, our B2BUA): INVITED -> ANSWERED (200 OK sent) -> PROMPTING -> LISTENING ->
+  DECIDING -> BRIDGING (our agent leg through Kamailio) -> RINGING -> CONNECTED.
+Any state -> ENDED on hangup. Where a step that follows depends on the flow, the state asks `flow`.
+
+Where the next features slot in: a DTMF key (issue 13) is the `DTMF` trigger, accepted by the listening states
+once a tenant has a key menu (a key during the prompt stops it, like speech); a caller-number rule before the
+prompt is an action of EARLY_MEDIA/ANSWERED; a question that narrows the choice (issue 12) is `DISAMBIGUATE`
+from DECIDING back to PROMPTING, the way REPROMPT is.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
+from dataclasses import dataclass
+from typing import ClassVar
 
-log = logging.getLogger(__name__)
+
+class Flow(enum.Enum):
+    EARLY = "early"  # Kamailio holds the INVITE; 183 with our media; the decision goes back over evapi
+    ANSWERED = "answered"  # the B2BUA answers the caller and places the agent leg itself
 
 
 class CallState(enum.Enum):
-    HELD = "held"  # Kamailio holds the INVITE for us
-    EARLY_MEDIA = "early_media"  # media anchored, 183 sent, the caller hears us
+    HELD = "held"  # early: Kamailio holds the INVITE for us
+    EARLY_MEDIA = "early_media"  # early: media anchored, 183 sent, the caller hears us
+    INVITED = "invited"  # answered: the caller leg's INVITE reached the B2BUA
+    ANSWERED = "answered"  # answered: media anchored, 200 OK sent, the caller hears us (and is billed)
     PROMPTING = "prompting"  # the prompt plays; recognition already listens (barge-in)
     LISTENING = "listening"  # the caller speaks
     DECIDING = "deciding"  # final text at the rules
-    TRANSFERRING = "transferring"  # decision sent, Kamailio rings agents
+    TRANSFERRING = "transferring"  # early: decision (or fallback) sent, Kamailio rings agents
+    BRIDGING = "bridging"  # answered: our agent leg is on its way through Kamailio
     RINGING = "ringing"
     CONNECTED = "connected"
     ENDED = "ended"
 
 
-class CallEvent(enum.Enum):
+class Trigger(enum.Enum):
     MEDIA_READY = "media_ready"
     PROMPT_STARTED = "prompt_started"
     SPEECH_STARTED = "speech_started"
     UTTERANCE_ENDED = "utterance_ended"
     REPROMPT = "reprompt"
     DECIDED = "decided"
+    AGENT_INVITED = "agent_invited"  # Kamailio sent an INVITE to one agent (the first, or the next after a failure)
     AGENT_RINGING = "agent_ringing"
     AGENT_ANSWERED = "agent_answered"
     AGENT_FAILED = "agent_failed"
-    # Kamailio routed the call itself (controller timeout): whatever we were doing is moot
+    # Kamailio routed the call to the fallback group itself (its timer fired, or it was told to)
     PROXY_ROUTED = "proxy_routed"
-    HANGUP = "hangup"  # caller CANCEL/BYE, no agent, failure: the end from any state
+    FAILED = "failed"  # the call's task raised, or an event arrived that its state does not accept
+    HANGUP = "hangup"  # caller CANCEL/BYE, no agent, controller stopping: the end from any state
+    DTMF = "dtmf"  # reserved for the key menu (issue 13): no state accepts it yet
+    DISAMBIGUATE = "disambiguate"  # reserved for a narrowing question (issue 12): no state accepts it yet
 
 
-S, E = CallState, CallEvent
-TRANSITIONS: dict[tuple[CallState, CallEvent], CallState] = {
-    (S.HELD, E.MEDIA_READY): S.EARLY_MEDIA,
-    (S.HELD, E.DECIDED): S.TRANSFERRING,  # media setup failed: straight to a decision
-    (S.EARLY_MEDIA, E.PROMPT_STARTED): S.PROMPTING,
-    (S.EARLY_MEDIA, E.DECIDED): S.TRANSFERRING,
-    (S.PROMPTING, E.SPEECH_STARTED): S.LISTENING,
-    (S.PROMPTING, E.UTTERANCE_ENDED): S.DECIDING,  # no input before the timeout
-    (S.PROMPTING, E.DECIDED): S.TRANSFERRING,
-    (S.LISTENING, E.SPEECH_STARTED): S.LISTENING,
-    (S.LISTENING, E.UTTERANCE_ENDED): S.DECIDING,
-    (S.LISTENING, E.DECIDED): S.TRANSFERRING,  # a stable, confident partial decides before the final
-    (S.DECIDING, E.REPROMPT): S.EARLY_MEDIA,  # the re-prompt then starts like the first prompt
-    (S.PROMPTING, E.REPROMPT): S.EARLY_MEDIA,  # the stream ended without a final (no input)
-    (S.LISTENING, E.REPROMPT): S.EARLY_MEDIA,
-    (S.DECIDING, E.DECIDED): S.TRANSFERRING,
-    (S.HELD, E.PROXY_ROUTED): S.TRANSFERRING,
-    (S.EARLY_MEDIA, E.PROXY_ROUTED): S.TRANSFERRING,
-    (S.PROMPTING, E.PROXY_ROUTED): S.TRANSFERRING,
-    (S.LISTENING, E.PROXY_ROUTED): S.TRANSFERRING,
-    (S.DECIDING, E.PROXY_ROUTED): S.TRANSFERRING,
-    (S.TRANSFERRING, E.AGENT_RINGING): S.RINGING,
-    (S.TRANSFERRING, E.AGENT_ANSWERED): S.CONNECTED,
-    (S.TRANSFERRING, E.AGENT_FAILED): S.TRANSFERRING,
-    (S.RINGING, E.AGENT_RINGING): S.RINGING,
-    (S.RINGING, E.AGENT_FAILED): S.TRANSFERRING,
-    (S.RINGING, E.AGENT_ANSWERED): S.CONNECTED,
-}
+class Action(enum.Enum):
+    NOTHING = "nothing"
+    STOP_LISTENING = "stop_listening"  # Kamailio took the call: cancel the flow, close the fork, note the timeout
+    NOTE_FALLBACK_GROUP = "note_fallback_group"  # already transferred; record where Kamailio sends it
+    FALL_BACK = "fall_back"  # early: tell Kamailio to route to the fallback group now
+    ANNOUNCE_RINGING = "announce_ringing"
+    ANNOUNCE_CONNECTED = "announce_connected"
+    END = "end"  # release media and agents, publish, record, forget
+
+
+@dataclass(frozen=True)
+class Step:
+    next: CallState
+    action: Action = Action.NOTHING
 
 
 class InvalidTransition(RuntimeError):
-    pass
+    def __init__(self, state: CallState, trigger: Trigger) -> None:
+        super().__init__(f"{state.value} does not accept {trigger.value}")
+        self.state = state
+        self.trigger = trigger
 
 
-class CallStateMachine:
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-        self.state = CallState.HELD
-        self.history: list[tuple[CallState, CallEvent, CallState]] = []
+class State:
+    """Refuses every trigger; subclasses accept theirs. HANGUP is accepted everywhere (it ends the call)."""
 
-    def fire(self, event: CallEvent) -> CallState:
-        if event is CallEvent.HANGUP:
-            target = CallState.ENDED
-            if self.state is CallState.ENDED:
-                return target
-        else:
-            target = TRANSITIONS.get((self.state, event))  # type: ignore[assignment]
-            if target is None:
-                raise InvalidTransition(f"call {self.call_id}: {self.state.value} does not accept {event.value}")
-        log.info("call %s: %s -> %s -> %s", self.call_id, self.state.value, event.value, target.value)
-        self.history.append((self.state, event, target))
-        self.state = target
-        return target
+    state: ClassVar[CallState]
+    # Before the call was handed on: a failure or an unexpected event can still send it to the fallback group.
+    pre_transfer: ClassVar[bool] = False
 
-    def accepts(self, event: CallEvent) -> bool:
-        return event is CallEvent.HANGUP or (self.state, event) in TRANSITIONS
+    def on(self, trigger: Trigger, flow: Flow) -> Step:
+        handler = getattr(self, trigger.value)
+        step: Step = handler(flow)
+        return step
+
+    def _refuse(self, trigger: Trigger) -> Step:
+        raise InvalidTransition(self.state, trigger)
+
+    def media_ready(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.MEDIA_READY)
+
+    def prompt_started(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.PROMPT_STARTED)
+
+    def speech_started(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.SPEECH_STARTED)
+
+    def utterance_ended(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.UTTERANCE_ENDED)
+
+    def reprompt(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.REPROMPT)
+
+    def decided(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.DECIDED)
+
+    def agent_invited(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.AGENT_INVITED)
+
+    def agent_ringing(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.AGENT_RINGING)
+
+    def agent_answered(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.AGENT_ANSWERED)
+
+    def agent_failed(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.AGENT_FAILED)
+
+    def proxy_routed(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.PROXY_ROUTED)
+
+    def failed(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.FAILED)
+
+    def dtmf(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.DTMF)
+
+    def disambiguate(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.DISAMBIGUATE)
+
+    def hangup(self, flow: Flow) -> Step:
+        return Step(CallState.ENDED, Action.END)
+
+
+class BeforeTransfer(State):
+    """States in which the controller still owns the call's routing."""
+
+    pre_transfer = True
+
+    def failed(self, flow: Flow) -> Step:
+        # early: Kamailio routes to the fallback group now; answered: the flow bridges to it itself
+        if flow is Flow.EARLY:
+            return Step(CallState.TRANSFERRING, Action.FALL_BACK)
+        return Step(CallState.BRIDGING)
+
+    def proxy_routed(self, flow: Flow) -> Step:
+        if flow is Flow.ANSWERED:  # Kamailio never routes an answered call itself
+            return self._refuse(Trigger.PROXY_ROUTED)
+        return Step(CallState.TRANSFERRING, Action.STOP_LISTENING)
+
+
+class Held(BeforeTransfer):
+    state = CallState.HELD
+
+    def media_ready(self, flow: Flow) -> Step:
+        return Step(CallState.EARLY_MEDIA)
+
+
+class EarlyMedia(BeforeTransfer):
+    state = CallState.EARLY_MEDIA
+
+    def prompt_started(self, flow: Flow) -> Step:
+        return Step(CallState.PROMPTING)
+
+
+class Invited(State):
+    """The B2BUA has not answered yet: a failure here is a refusal of the INVITE (Kamailio then routes the
+    call to the fallback group), not something this flow can still bridge."""
+
+    state = CallState.INVITED
+
+    def media_ready(self, flow: Flow) -> Step:
+        return Step(CallState.ANSWERED)
+
+
+class Answered(BeforeTransfer):
+    state = CallState.ANSWERED
+
+    def prompt_started(self, flow: Flow) -> Step:
+        return Step(CallState.PROMPTING)
+
+
+def _handed_on(flow: Flow) -> CallState:
+    return CallState.TRANSFERRING if flow is Flow.EARLY else CallState.BRIDGING
+
+
+class Prompting(BeforeTransfer):
+    state = CallState.PROMPTING
+
+    def speech_started(self, flow: Flow) -> Step:
+        return Step(CallState.LISTENING)
+
+    def utterance_ended(self, flow: Flow) -> Step:  # no input before the timeout
+        return Step(CallState.DECIDING)
+
+    def reprompt(self, flow: Flow) -> Step:  # the stream ended without a final
+        return Step(CallState.PROMPTING)
+
+    def decided(self, flow: Flow) -> Step:
+        return Step(_handed_on(flow))
+
+
+class Listening(BeforeTransfer):
+    state = CallState.LISTENING
+
+    def speech_started(self, flow: Flow) -> Step:
+        return Step(CallState.LISTENING)
+
+    def utterance_ended(self, flow: Flow) -> Step:
+        return Step(CallState.DECIDING)
+
+    def reprompt(self, flow: Flow) -> Step:
+        return Step(CallState.PROMPTING)
+
+    def decided(self, flow: Flow) -> Step:  # a stable, confident partial decides before the final
+        return Step(_handed_on(flow))
+
+
+class Deciding(BeforeTransfer):
+    state = CallState.DECIDING
+
+    def reprompt(self, flow: Flow) -> Step:
+        return Step(CallState.PROMPTING)
+
+    def decided(self, flow: Flow) -> Step:
+        return Step(_handed_on(flow))
+
+
+class Transferring(State):
+    """Early mode: Kamailio has the decision (or the fallback) and rings agents, failing over by itself."""
+
+    state = CallState.TRANSFERRING
+
+    def agent_invited(self, flow: Flow) -> Step:
+        return Step(CallState.TRANSFERRING)
+
+    def agent_ringing(self, flow: Flow) -> Step:
+        return Step(CallState.RINGING, Action.ANNOUNCE_RINGING)
+
+    def agent_answered(self, flow: Flow) -> Step:
+        return Step(CallState.CONNECTED, Action.ANNOUNCE_CONNECTED)
+
+    def agent_failed(self, flow: Flow) -> Step:
+        return Step(CallState.TRANSFERRING)
+
+    def proxy_routed(self, flow: Flow) -> Step:  # the fallback we asked for, or after the agents failed
+        return Step(CallState.TRANSFERRING, Action.NOTE_FALLBACK_GROUP)
+
+
+class Bridging(State):
+    """Answered mode: our agent leg is placed; Kamailio reports its branches on the leg's Call-ID."""
+
+    state = CallState.BRIDGING
+
+    def agent_invited(self, flow: Flow) -> Step:
+        return Step(CallState.BRIDGING)
+
+    def agent_ringing(self, flow: Flow) -> Step:
+        return Step(CallState.RINGING, Action.ANNOUNCE_RINGING)
+
+    def agent_answered(self, flow: Flow) -> Step:
+        return Step(CallState.CONNECTED, Action.ANNOUNCE_CONNECTED)
+
+    def agent_failed(self, flow: Flow) -> Step:
+        return Step(CallState.BRIDGING)
+
+
+class Ringing(State):
+    state = CallState.RINGING
+
+    def agent_invited(self, flow: Flow) -> Step:  # the next agent after a failure, or a parallel branch
+        return Step(CallState.RINGING)
+
+    def agent_ringing(self, flow: Flow) -> Step:
+        return Step(CallState.RINGING)
+
+    def agent_answered(self, flow: Flow) -> Step:
+        return Step(CallState.CONNECTED, Action.ANNOUNCE_CONNECTED)
+
+    def agent_failed(self, flow: Flow) -> Step:
+        return Step(_handed_on(flow))
+
+    def proxy_routed(self, flow: Flow) -> Step:
+        if flow is Flow.ANSWERED:
+            return self._refuse(Trigger.PROXY_ROUTED)
+        return Step(CallState.RINGING, Action.NOTE_FALLBACK_GROUP)
+
+
+class Connected(State):
+    state = CallState.CONNECTED
+
+    def agent_answered(self, flow: Flow) -> Step:
+        # answered mode hears the 200 OK on its own leg and from Kamailio's event: whichever comes second
+        return Step(CallState.CONNECTED)
+
+
+class Ended(State):
+    state = CallState.ENDED
+
+    def hangup(self, flow: Flow) -> Step:  # every end path may report it; the first one did the work
+        return Step(CallState.ENDED)
+
+
+STATES: dict[CallState, State] = {
+    cls.state: cls()
+    for cls in (Held, EarlyMedia, Invited, Answered, Prompting, Listening, Deciding, Transferring, Bridging,
+                Ringing, Connected, Ended)
+}
+
+INITIAL: dict[Flow, CallState] = {Flow.EARLY: CallState.HELD, Flow.ANSWERED: CallState.INVITED}
+
+
+def step(state: CallState, trigger: Trigger, flow: Flow) -> Step:
+    """What `trigger` does in `state`; InvalidTransition when the state does not expect it."""
+    return STATES[state].on(trigger, flow)

@@ -22,7 +22,7 @@ class NetstringDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer.extend(data)
-        messages = []
+        messages: list[bytes] = []
         while True:
             colon = self._buffer.find(b":")
             if colon < 0:

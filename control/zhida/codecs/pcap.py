@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from zhida.codecs import g711
 from zhida.codecs.rtp import PT_PCMA, PT_PCMU, RtpPacket
@@ -21,7 +23,7 @@ def _udp_ipv4_frame(payload: bytes, src_port: int = 6000, dst_port: int = 6002) 
     return ether + ip + udp
 
 
-def write_rtp_pcap(path: Path, pcm8k: np.ndarray, *, payload_type: int = PT_PCMU, ssrc: int = 0x2A2A2A2A) -> int:
+def write_rtp_pcap(path: Path, pcm8k: NDArray[Any], *, payload_type: int = PT_PCMU, ssrc: int = 0x2A2A2A2A) -> int:
     """Encodes 8 kHz PCM16 into 20 ms RTP packets with 20 ms pcap spacing; returns the packet count."""
     encode = g711.ulaw_encode if payload_type == PT_PCMU else g711.alaw_encode
     if payload_type not in (PT_PCMU, PT_PCMA):

@@ -14,15 +14,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from zhida import serving
 from zhida.recognizer.decoder import DecodeConfig
 from zhida.recognizer.engine import (
     AudioError,
@@ -37,6 +35,9 @@ from zhida.recognizer.engine import (
 )
 from zhida.recognizer.modelfolder import DEFAULT_MODEL_NAME, PACKAGED_MODELS_DIR
 from zhida.v1 import recognizer_pb2, recognizer_pb2_grpc
+
+# What start_server started, for stop_server (keyed by the server object's id while it runs).
+_RUNNING: dict[int, serving.Serving] = {}
 
 log = logging.getLogger(__name__)
 
@@ -194,24 +195,13 @@ async def start_server(
     else:
         recognizer.config = replace(recognizer.config, max_streams=max_streams)
     await recognizer.start()
-    server = grpc.aio.server()
+    server = serving.new_server()
     recognizer_pb2_grpc.add_RecognizerServiceServicer_to_server(RecognizerService(recognizer), server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (
-        SERVICE_NAME,
-        recognizer_pb2.DESCRIPTOR.services_by_name["RecognizerService"].full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
-    )
-    reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    await server.start()
-    await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    server._zhida_health = health_servicer  # type: ignore[attr-defined]
+    names = [recognizer_pb2.DESCRIPTOR.services_by_name["RecognizerService"].full_name]  # SERVICE_NAME
+    running = await serving.start(server, address, names)
+    await running.ready()  # the model is loaded and the scheduler runs: it can serve
+    _RUNNING[id(server)] = running
+    port = running.port
     log.info(
         "recognizer serving %s on %s (port %d), model %s, backend %s, max %d streams",
         SERVICE_NAME,
@@ -226,10 +216,11 @@ async def start_server(
 
 async def stop_server(server: grpc.aio.Server, recognizer: Recognizer, grace: float = 5.0) -> None:
     """Graceful stop: report NOT_SERVING, let open streams finish for `grace` seconds, stop the engine."""
-    health_servicer = getattr(server, "_zhida_health", None)
-    if health_servicer is not None:
-        await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace)
+    running = _RUNNING.pop(id(server), None)
+    if running is not None:
+        await running.stop(grace)
+    else:
+        await server.stop(grace)
     await recognizer.stop()
 
 
@@ -246,11 +237,7 @@ async def serve(
     server, _, recognizer = await start_server(
         address, model_dir, max_streams=max_streams, chunk_size=chunk_size, backend=backend
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await serving.until_signalled()
     log.info("recognizer shutting down")
     await stop_server(server, recognizer, grace)
     recognizer.close()

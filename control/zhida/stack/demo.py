@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from zhida.call.prompts import synthesize
 from zhida.config import DEMO_DIR, Config
 from zhida.directory import Directory
 from zhida.stack.calls import place_call
-from zhida.stack.prompts import synthesize
 from zhida.stack.sipp import AgentPhone, register_agent, start_agent_phone
 from zhida.stack.up import down, up
 

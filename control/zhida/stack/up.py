@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from zhida.call.prompts import ensure_prompts
 from zhida.codecs import bencode
 from zhida.config import Config
 from zhida.directory import Directory
 from zhida.stack import processes
-from zhida.stack.prompts import ensure_prompts
 
 log = logging.getLogger(__name__)
 

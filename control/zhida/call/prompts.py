@@ -7,10 +7,11 @@ import shutil
 import subprocess
 import wave
 from pathlib import Path
-from typing import Any
+
+from zhida.config import ControllerConfig
 
 VOICE = "cmn-latn-pinyin"  # the plain `cmn` voice misreads many characters
-PROMPTS = ("prompt", "reprompt", "unavailable")  # ControllerConfig fields holding the texts
+PROMPTS = ("prompt", "reprompt", "unavailable")  # zhida.config.ControllerConfig fields holding the texts
 
 
 def synthesize(text: str, path: Path, *, speed: int = 160, pitch: int = 50) -> Path:
@@ -29,7 +30,7 @@ def prompt_path(prompt_dir: Path, text: str) -> Path:
     return prompt_dir / f"{hashlib.sha1(text.encode()).hexdigest()[:12]}.wav"
 
 
-def ensure_prompts(prompt_dir: Path, controller: Any) -> dict[str, Path]:
+def ensure_prompts(prompt_dir: Path, controller: ControllerConfig) -> dict[str, Path]:
     prompt_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name in PROMPTS:
