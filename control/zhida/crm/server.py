@@ -3,7 +3,7 @@
 Inside the controller (which owns the EventBus)::
 
     store, recorder = attach_store(bus, db_url)          # records every call; metrics sink too
-    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()], options=SERVER_OPTIONS)
+    server = serving.new_server()  # metrics interceptor, keepalive for long WatchCalls streams
     add_services(server, bus=bus, store=store, auth=TokenAuth.from_file(path), directory=..., routing=...)
     add_port(server, "0.0.0.0:50070", tls_cert=..., tls_key=...)
     await server.start()
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from zhida import serving
 from zhida.crm.auth import TokenAuth
 from zhida.crm.calls_service import CallEventService
 from zhida.events import EventBus
-from zhida.metrics import CallMetrics, ServerMetricsInterceptor, start_metrics_server
+from zhida.metrics import CallMetrics, start_metrics_server
 from zhida.store import CallRecorder, CallStore, open_engine
 from zhida.v1 import admin_pb2, calls_pb2, calls_pb2_grpc
 
@@ -37,17 +37,6 @@ log = logging.getLogger(__name__)
 CALLS_SERVICE = calls_pb2.DESCRIPTOR.services_by_name["CallEventService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-
-# WatchCalls streams stay open for hours with long silences: the server pings idle connections so that NAT
-# and firewalls keep them, and accepts clients' keepalive pings down to every 10 s.
-SERVER_OPTIONS = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-)
-
 
 def attach_store(
     bus: EventBus, db_url: str | None = None, *, metrics: bool = True
@@ -185,7 +174,7 @@ async def start_api(
     """Starts the API with its own bus, store and recorder (for `zhida serve-api` and tests)."""
     bus = bus or EventBus()
     store, recorder = attach_store(bus, db_url)
-    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()], options=SERVER_OPTIONS)
+    server = serving.new_server()
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     add_services(
@@ -230,10 +219,6 @@ async def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     print(f"listening on port {api.port}", flush=True)
-    await stop.wait()
+    await serving.until_signalled()
     await api.stop(grace=2.0)
