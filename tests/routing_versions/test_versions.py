@@ -117,3 +117,23 @@ def test_cli_versions_promote_rollback(tmp_path: Path):
     assert status == 0 and change["version"] == first.id
     status, error = zhida_rules("promote", "7")
     assert status == 2 and "no version '7'" in error
+
+
+def test_uploads_are_versions(tmp_path: Path, analyzer):
+    tenants = demo_tenants(tmp_path / "tenants")
+    original = (tenants / "demo.yaml").read_text("utf-8")
+    server = serve("127.0.0.1:0", tenants, analyzer=analyzer, include_demo=False, watch_interval=0)
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.RoutingServiceStub(channel)
+            uploaded = stub.ReloadRules(pb.ReloadRulesRequest(tenant="demo", config_yaml=vip_complaints(original)),
+                                        timeout=30)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.ReloadRules(pb.ReloadRulesRequest(tenant="demo", config_yaml="tenant: demo\n"), timeout=30)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        server.stop(grace=0.5)
+    store = VersionStore(tenants)
+    assert [(v.number, v.source, v.id) for v in store.list("demo")] == [
+        (1, "file", content_id(original)), (2, "upload", uploaded.version)]
+    assert store.rollback("demo", by="ops").version == content_id(original)

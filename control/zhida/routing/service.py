@@ -235,7 +235,15 @@ class RoutingServicer(pb_grpc.RoutingServiceServicer):
     def ReloadRules(self, request: pb.ReloadRulesRequest, context: grpc.ServicerContext) -> pb.ReloadRulesResponse:
         def go() -> pb.ReloadRulesResponse:
             _check_tenant(request.tenant)
+            # Every upload is kept as a version, and so is the file it replaces: a rollback can bring it back.
+            versions = self.experiments.versions if request.config_yaml else None
+            before = versions.sync(request.tenant) if versions is not None else None
             config = self.store.reload(request.tenant, request.config_yaml or None)
+            if versions is not None:
+                after = versions.sync(request.tenant, author="upload", source="upload")
+                if after is not None and (before is None or after.id != before.id):
+                    versions.record_change(request.tenant, after, before.id if before else "", action="upload",
+                                           by="upload")
             return pb.ReloadRulesResponse(version=config.version)
 
         return _run(context, "ReloadRules", go)

@@ -80,7 +80,7 @@ class LiveChange:
     seq: int
     at: float
     tenant: str
-    action: str  # promote, rollback, auto-promote
+    action: str  # promote, rollback, auto-promote, upload
     version: str
     number: int
     previous: str  # "" when the tenant file was not a recorded version before
@@ -296,21 +296,30 @@ class VersionStore:
                     model.parent.mkdir(parents=True, exist_ok=True)
                     _write_atomically(model, wanted)
             _write_atomically(self.tenant_file(tenant), source.read_bytes())
-            history = self.history(tenant)
-            change = LiveChange(
-                seq=(history[-1].seq + 1) if history else 1,
-                at=time.time(),
-                tenant=tenant,
-                action=action,
-                version=version.id,
-                number=version.number,
-                previous=previous,
-                by=by,
-            )
-            with open(folder / HISTORY, "a", encoding="utf-8") as f:
-                f.write(json.dumps(change.to_dict(), ensure_ascii=False) + "\n")
+            change = self._append_change(tenant, version, previous, action, by)
             (folder / EXPERIMENT).unlink(missing_ok=True)
         log.info("tenant %s: version %d (%s) is live (%s by %s)", tenant, version.number, version.id, action, by)
+        return change
+
+    def record_change(self, tenant: str, version: Version, previous: str, *, action: str, by: str) -> LiveChange:
+        """Note a change of the live version made by someone else (an upload through `ReloadRules`)."""
+        with self._locked(tenant):
+            return self._append_change(tenant, version, previous, action, by)
+
+    def _append_change(self, tenant: str, version: Version, previous: str, action: str, by: str) -> LiveChange:
+        history = self.history(tenant)
+        change = LiveChange(
+            seq=(history[-1].seq + 1) if history else 1,
+            at=time.time(),
+            tenant=tenant,
+            action=action,
+            version=version.id,
+            number=version.number,
+            previous=previous,
+            by=by,
+        )
+        with open(self.folder(tenant) / HISTORY, "a", encoding="utf-8") as f:
+            f.write(json.dumps(change.to_dict(), ensure_ascii=False) + "\n")
         return change
 
     def rollback(self, tenant: str, ref: str | None = None, *, by: str) -> LiveChange:
