@@ -151,9 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
+    from zhida import serving
     from zhida.routing.server import install_sighup, serve
     from zhida.understanding.encoder import EncoderError
 
@@ -172,11 +170,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         _, port = start_metrics_server(args.metrics_port, addr=args.metrics_addr)
         ready["metrics"] = f"http://{args.metrics_addr}:{port}/metrics"
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     print(json.dumps(ready), flush=True)  # one line: the server is ready
-    done.wait()
+    serving.wait_for_signal()
     server.stop(grace=2.0)
     return 0
 
@@ -213,7 +208,8 @@ def register(sub: Any) -> None:
         "--max-wrong",
         type=float,
         default=0.05,
-        help="target wrong-group rate that sets the confidence threshold (cross-validated)",
+        help="target share of calls sent to a wrong group, which sets the confidence threshold (cross-validated "
+        "over whole calls: disambiguation and one re-prompt)",
     )
     learn.add_argument(
         "--augment-cer",

@@ -15,10 +15,11 @@ silences it), and re-learning never touches hand rules.
 
 Tuning uses only the training file: the regularisation strength C, the example weight and floor, and the
 confidence threshold are chosen by cross-validation grouped by paraphrase group (`faq_id`), so no paraphrase
-of a held-out question is seen while fitting (nor used as an example); the threshold is the lowest one whose
-out-of-fold wrong-group rate stays within `max_wrong`.  A catalogue (the tenant's known questions and their
-groups) joins every fold's training data and examples: it stands for questions the tenant knows but has no
-labelled caller wording of.
+of a held-out question is seen while fitting (nor used as an example); the threshold is the one that gets the
+most whole calls right (out of fold, with disambiguation and one re-prompt answered by another wording of the
+question) while the share of calls sent to a wrong group stays within `max_wrong`.  A catalogue (the
+tenant's known questions and their groups) joins every fold's training data and examples: it stands for
+questions the tenant knows but has no labelled caller wording of.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import yaml
 
 from zhida.routing.config import NegationConfig, TenantConfig, load_config
 from zhida.routing.dataset import Example
+from zhida.routing.disambiguation import DisambiguationConfig
 from zhida.routing.features import PHRASE, TAG, WORD, feature_values, occurrences
 from zhida.routing.semantic_model import SemanticArrays, SemanticSettings
 from zhida.routing.semantic_model import model_bytes as to_bytes
@@ -65,6 +67,8 @@ class LearnReport:
     catalogue: int = 0
     example_weight: float = 0.0
     min_similarity: float = 0.0
+    cv_call_accuracy: float = 0.0  # whole calls, out of fold (see `call_outcomes`)
+    cv_call_wrong_rate: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -103,18 +107,42 @@ def _cv_predictions(x: Any, y: Any, groups: Any, c: float, folds: int, extra: An
     return pred, conf
 
 
-def choose_threshold(correct: Any, conf: Any, max_wrong: float) -> float:
-    """Lowest threshold (of the observed confidences) whose wrong-group rate is within `max_wrong`."""
+def call_outcomes(
+    probs: Any, truth: Any, second_of: Any, threshold: float, dis: DisambiguationConfig | None, reprompts: int
+) -> tuple[Any, Any]:
+    """(right, wrong) per call, as `zhida eval --reprompt-paraphrases` follows calls, from route probabilities.
+
+    A confident first sentence is routed; an unsure one whose two best routes qualify is asked "A or B?"
+    (the caller names the right one when offered, else says neither); otherwise, or after "neither", the
+    caller is asked again and answers with `second_of`'s sentence, decided the same way as the last attempt.
+    """
     import numpy as np
 
-    n = len(conf)
-    order = np.argsort(-conf)  # route the most confident first
-    wrong = np.cumsum(~correct[order])
-    ok = np.nonzero(wrong / n <= max_wrong)[0]
-    if len(ok) == 0:
-        return 1.0
-    k = ok.max()  # route examples order[0..k]
-    return float(conf[order[k]])
+    rows = np.arange(len(truth))
+    order = np.argsort(-probs, axis=1)
+    p1, p2 = probs[rows, order[:, 0]], probs[rows, order[:, 1]]
+    confident = p1 >= threshold
+    asked = ~confident & (p2 >= dis.min_second) & (p1 + p2 >= dis.min_pair) if dis else np.zeros(len(truth), bool)
+    right = (confident & (order[:, 0] == truth)) | (asked & ((order[:, 0] == truth) | (order[:, 1] == truth)))
+    wrong = confident & (order[:, 0] != truth)
+    if reprompts < 1:
+        return right, wrong
+    again = ~(right | wrong)
+    return right | (again & right[second_of]), wrong | (again & wrong[second_of])
+
+
+def choose_call_threshold(
+    probs: Any, truth: Any, second_of: Any, dis: DisambiguationConfig | None, reprompts: int, max_wrong: float
+) -> float:
+    """The threshold with the most right calls among those whose wrong-call rate is within `max_wrong`."""
+    import numpy as np
+
+    best = (-1.0, 0.99)
+    for t in np.unique(np.round(probs.max(1), 3)):
+        right, wrong = call_outcomes(probs, truth, second_of, float(t), dis, reprompts)
+        if wrong.mean() <= max_wrong and right.mean() > best[0]:
+            best = (float(right.mean()), float(t))
+    return best[1]
 
 
 def route_for_groups(base: TenantConfig | None, groups: Sequence[str]) -> dict[str, str]:
@@ -296,8 +324,21 @@ def learn(
     pred = np.array(classes, dtype=object)[oof.argmax(1)]
     conf = oof.max(1)
     correct = pred == y
-    threshold = min(0.99, max(0.05, choose_threshold(correct, conf, max_wrong)))
+    # The threshold is chosen for whole calls (disambiguation, one re-prompt answered by another wording
+    # of the question), which is where a wrong transfer is counted; see `call_outcomes`.
+    dis_block = (base.raw.get("disambiguation") if base is not None else None) or DISAMBIGUATION
+    dis = DisambiguationConfig(**{k: v for k, v in dis_block.items() if k in ("min_pair", "min_second")})
+    reprompts = base.fallback.reprompts if base is not None else 1
+    import random
+
+    from zhida.routing.evaluate import second_wordings
+
+    second_of = np.array(second_wordings(examples, random.Random(seed)))
+    truth_idx = np.array([class_index[c] for c in y])
+    threshold = choose_call_threshold(oof, truth_idx, second_of, dis, reprompts, max_wrong)
+    threshold = min(0.99, max(0.05, threshold))
     routed = conf >= threshold
+    call_right, call_wrong = call_outcomes(oof, truth_idx, second_of, threshold, dis, reprompts)
 
     model = fit(np.arange(n), c)
     n_terms = len(vec.feature_names_)
@@ -436,5 +477,7 @@ def learn(
         catalogue=len(catalogue),
         example_weight=ex_weight,
         min_similarity=floor,
+        cv_call_accuracy=float(call_right.mean()),
+        cv_call_wrong_rate=float(call_wrong.mean()),
     )
     return Learned(text, model_bytes, model_name, report)
