@@ -32,3 +32,10 @@ def test_kamailio_control_sockets_stay_on_loopback(provisioned: Provisioned) -> 
         value = re.search(rf'^#!define {name} "(.*)"$', local, re.MULTILINE)
         assert value is not None, name
         assert re.match(r"^(udp:)?127\.0\.0\.1:\d+$", value.group(1)), value.group(0)
+
+
+def test_admission_bounds_reach_kamailio(provisioned: Provisioned) -> None:
+    local = provisioned.path("etc/kamailio/kamailio-local.cfg").read_text().splitlines()
+    assert "#!define SIP_MAX_BODY 8192" in local
+    assert "#!define PIKE_DENSITY 30" in local
+    assert '#!substdef "!BAN_SECONDS!300!g"' in local
