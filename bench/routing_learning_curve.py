@@ -2,14 +2,17 @@
 every block, the gate deciding what goes live.
 
 Start: rules learned on train.tsv only (`learn`, as `zhida rules learn` does), kept as version 1 and live.  Then
-the test questions in a fixed shuffled order, one call each: the live rules decide the sentence as the second
-attempt (no re-prompt: unsure goes to the fallback group), the call is written to a call-record store through the
-real recorder, and an agent's verdict (the right group) is given on every call routed to a wrong group
-(`--verdicts wrong+fallback` also on fallbacks: the operator who takes it transfers it).  After every block of
-`--block` calls, `learn_from_calls` learns a candidate from the verdict-labelled calls plus train.tsv, replays all
-calls so far through the live and the candidate, and promotes it when the gate passes (auto-promotion on).  Each
-block's accuracy is that of the rules live during it.  At the end, the replay's cost per 1,000 recorded calls is
-timed on all the calls (LAC, sentence vectors and both rule sets included).
+the test questions in a fixed shuffled order, one call each, followed as `zhida eval --reprompt-paraphrases`
+follows calls with the live rules: the first sentence is attempt 1; "A or B?" is answered with the right
+route's label when offered, else "都不是"; a re-prompt is answered by another wording of the same question
+(same faq_id, drawn with the seed), decided as the last attempt.  Every utterance and decision is written to a
+call-record store through the real recorder, and an agent's verdict (the right group) is given on every call
+that reached a wrong group (`--verdicts wrong+fallback`: also on calls that fell back: the operator who takes
+one transfers it, which is a verdict too).  After every block of `--block` calls, `learn_from_calls` learns a
+candidate from the verdict-labelled calls plus train.tsv, replays all calls so far through the live and the
+candidate, and promotes it when the gate passes (auto-promotion on).  Each block's figures are those of the
+rules live during it.  At the end, the replay's cost per 1,000 recorded calls is timed on all the calls (LAC,
+sentence vectors and both rule sets included).
 
     nice -n 5 .venv/bin/python -m bench.routing_learning_curve ../shared/data/unionpay95516 --out curve.json
 """
@@ -30,7 +33,8 @@ import yaml
 from zhida.events import CallEvent, CallEventKind, CallOutcome
 from zhida.routing.config import load_config_file
 from zhida.routing.dataset import read_tsv
-from zhida.routing.engine import Engine
+from zhida.routing.engine import DISAMBIGUATE, REPROMPT, Decision, Engine
+from zhida.routing.evaluate import NEITHER_ANSWER, second_wordings
 from zhida.routing.feedback_learning import learn_from_calls
 from zhida.routing.learn import learn
 from zhida.routing.learning_policy import Gate, LearningPolicy
@@ -44,6 +48,26 @@ from zhida.understanding.analyzer import Dictionary
 from zhida.understanding.encoder import SentenceEncoder
 
 TENANT = "unionpay"
+
+
+def follow_call(rules: TenantRules, analyzer: Any, example: Any, second: str) -> list[tuple[str, Decision]]:
+    """The utterances of one call and the live rules' decision on each (see the module docstring)."""
+    engine = rules.engine
+    last_attempt = rules.config.fallback.reprompts + 1
+    said: list[tuple[str, Decision]] = []
+
+    def sentence(text: str, attempt: int) -> Decision:
+        d = engine.decide(text, analyzer.analyze(text, rules.dictionary), attempt=attempt)
+        said.append((text, d))
+        if d.kind == DISAMBIGUATE:
+            label = next((lab for _, lab, g in d.candidates if g == example.group), NEITHER_ANSWER)
+            d = engine.decide(label, [], attempt=attempt, candidates=[r for r, _, _ in d.candidates])
+            said.append((label, d))
+        return d
+
+    if sentence(example.text, 1).kind == REPROMPT:
+        sentence(second, last_attempt)
+    return said
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,24 +126,27 @@ def main(argv: list[str] | None = None) -> int:
     live, rules = live_rules()
     blocks, runs = [], []
     counts = {"right": 0, "wrong": 0, "fallback": 0}
+    second_of = second_wordings(test, random.Random(args.seed))
     start = time.time() - len(test) * 60.0
     for i, example in enumerate(test):
-        words = analyzer.analyze(example.text, rules.dictionary)
-        d = rules.engine.decide(example.text, words, attempt=2)
-        outcome = "right" if d.group == example.group else ("wrong" if d.kind in ("route", "after_hours") else
-                                                             "fallback")
+        said = follow_call(rules, analyzer, example, test[second_of[i]].text)
+        d = said[-1][1]
+        routed = d.kind in ("route", "after_hours")
+        outcome = "right" if routed and d.group == example.group else ("wrong" if routed else "fallback")
         counts[outcome] += 1
         call_id, at = f"c{i:04d}", start + i * 60.0
-        events = [
-            CallEvent(call_id, TENANT, CallEventKind.STARTED, {"caller": f"1380000{i:04d}"}, at),
-            CallEvent(call_id, TENANT, CallEventKind.FINAL, {"transcript": example.text, "basis": "final"}, at + 5),
-            CallEvent(call_id, TENANT, CallEventKind.DECISION,
-                      {"kind": d.kind, "route": d.route, "group": d.group, "confidence": d.confidence,
-                       "explanation": [{"term": c.term, "kind": c.kind, "weight": c.weight}
-                                       for c in d.explanation[:3]],
-                       "rules_version": live.id, "rules_arm": "live"}, at + 5.1),
-            CallEvent(call_id, TENANT, CallEventKind.ENDED, {"outcome": CallOutcome.CONNECTED}, at + 30),
-        ]
+        events = [CallEvent(call_id, TENANT, CallEventKind.STARTED, {"caller": f"1380000{i:04d}"}, at)]
+        for k, (text, decision) in enumerate(said):
+            events += [
+                CallEvent(call_id, TENANT, CallEventKind.FINAL, {"transcript": text, "basis": "final"}, at + 5 + k),
+                CallEvent(call_id, TENANT, CallEventKind.DECISION,
+                          {"kind": decision.kind, "route": decision.route, "group": decision.group,
+                           "confidence": decision.confidence,
+                           "explanation": [{"term": c.term, "kind": c.kind, "weight": c.weight}
+                                           for c in decision.explanation[:3]],
+                           "rules_version": live.id, "rules_arm": "live"}, at + 5.1 + k),
+            ]
+        events.append(CallEvent(call_id, TENANT, CallEventKind.ENDED, {"outcome": CallOutcome.CONNECTED}, at + 30))
         if outcome == "wrong" or (outcome == "fallback" and args.verdicts == "wrong+fallback"):
             events.append(CallEvent(call_id, TENANT, CallEventKind.FEEDBACK,
                                     {"correct": False, "correct_group": example.group}, at + 31))

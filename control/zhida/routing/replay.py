@@ -218,20 +218,21 @@ def load_calls(
 def _recorded(row: CallRow, timeline: Sequence[EventRow]) -> RecordedCall:
     utterances: list[Utterance] = []
     pending: dict[str, Any] | None = None
-    version = ""
+    version, previous = "", ""
     for e in timeline:
         data = e.data or {}
         if e.kind == "final":
             pending = data
         elif e.kind == "decision":
             version = str(data.get("rules_version") or version)
-            if pending is None:
-                continue  # a timeout or no-input decision: nothing was said
-            kinds = {str(c.get("kind", "")) for c in data.get("explanation") or [] if isinstance(c, dict)}
-            utterances.append(
-                Utterance(str(pending.get("transcript") or ""), str(pending.get("basis") or ""), kinds == {"label"})
-            )
-            pending = None
+            kind = str(data.get("kind") or "")
+            if pending is not None:  # else a timeout or no-input decision: nothing was said
+                # An answer to "A or B?": said after a disambiguate decision, or decided by naming a label.
+                kinds = {str(c.get("kind", "")) for c in data.get("explanation") or [] if isinstance(c, dict)}
+                answer = previous == DISAMBIGUATE or kinds == {"label"}
+                text = str(pending.get("transcript") or "")
+                utterances.append(Utterance(text, str(pending.get("basis") or ""), answer))
+            pending, previous = None, kind
     right: str | None = None
     if row.feedback_at is not None:
         right = (row.group or "") if row.feedback_correct else (row.feedback_group or None)
