@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from zhida.config import Config, ConfigError, load, parse
 
-pytestmark = pytest.mark.timeout(10)
+pytestmark = pytest.mark.timeout(60)
 
 
 def test_no_file_gives_the_single_box_defaults() -> None:
@@ -91,3 +93,13 @@ def test_assignments_are_validated_too() -> None:
     config = Config()
     with pytest.raises(ValueError, match="valid integer"):
         config.sip.port = "five"  # type: ignore[assignment]
+
+
+def test_a_bad_file_stops_the_command_with_the_keys_named(tmp_path: Path) -> None:
+    bad = tmp_path / "zhida.yaml"
+    bad.write_text("sip:\n  prot: 5060\ncontroller:\n  pause_ms: soon\n")
+    done = subprocess.run([sys.executable, "-m", "zhida.cli", "down", "--config", str(bad)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "sip.prot: unknown setting" in done.stderr and "controller.pause_ms:" in done.stderr
+    assert "Traceback" not in done.stderr

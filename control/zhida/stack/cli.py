@@ -49,24 +49,33 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=_serve_controller)
 
 
+def _config(args: argparse.Namespace) -> stack_config.Config:
+    """The --config file over the defaults; a file that does not validate ends the command with its reasons."""
+    try:
+        return stack_config.load(args.config)
+    except stack_config.ConfigError as exc:
+        print(f"zhida {args.command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _up(args: argparse.Namespace) -> int:
     from zhida.stack.up import up
 
-    up(stack_config.load(args.config), args.config)
+    up(_config(args), args.config)
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
     from zhida.stack.up import down
 
-    down(stack_config.load(args.config))
+    down(_config(args))
     return 0
 
 
 def _call(args: argparse.Namespace) -> int:
     from zhida.stack.calls import place_call
 
-    result = place_call(stack_config.load(args.config), number=args.number, wav=args.wav, trunk=args.trunk,
+    result = place_call(_config(args), number=args.number, wav=args.wav, trunk=args.trunk,
                         expected_group=args.expected_group)
     print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0 if result.get("agent") else 1
@@ -75,7 +84,7 @@ def _call(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from zhida.stack.demo import run_demo
 
-    return run_demo(stack_config.load(args.config), calls=args.calls)
+    return run_demo(_config(args), calls=args.calls)
 
 
 def _rpc(args: argparse.Namespace) -> int:
@@ -83,7 +92,7 @@ def _rpc(args: argparse.Namespace) -> int:
     (TypeError) and its FIFO transport is broken on Python 3.11."""
     from zhida.stack.up import kamailio_rpc
 
-    config = stack_config.load(args.config)
+    config = _config(args)
     params = [int(p) if p.lstrip("-").isdigit() else p for p in args.params]
     try:
         result = kamailio_rpc(config.sip.rpc_port, args.method, *params)
@@ -98,7 +107,7 @@ def _serve_controller(args: argparse.Namespace) -> int:
     from zhida.call.service import serve
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(stack_config.load(args.config)))
+        asyncio.run(serve(_config(args)))
     return 0
 
 
