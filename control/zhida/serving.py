@@ -1,7 +1,9 @@
-"""One way to serve gRPC (asyncio): metrics interceptor, health, reflection, signals, graceful shutdown.
+"""One way to serve gRPC: metrics interceptor, health, reflection, signals, graceful shutdown.
 
 Health starts NOT_SERVING and turns SERVING only when the service says it can serve (`Serving.ready()`); on
 SIGTERM/SIGINT it turns NOT_SERVING first (`enter_graceful_shutdown`), then in-flight calls get `grace` seconds.
+asyncio servers (controller, recogniser, CRM API) use `new_server`/`start`; the routing server, whose handlers
+are synchronous (CPU-bound on the model), uses the same steps in `start_sync`.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
@@ -22,13 +26,16 @@ log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # WatchCalls streams stay open for hours with long silences: the server pings idle connections so that NAT
-# and firewalls keep them, and accepts clients' keepalive pings down to every 10 s.
+# and firewalls keep them. It accepts clients' keepalive pings down to every second: the controller pings the
+# recogniser that often during calls to notice a frozen one (zhida.call.controller.RECOGNIZER_KEEPALIVE), and
+# a server that took them for abuse would close the connection (GOAWAY too_many_pings) mid-call.
 SERVER_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
     ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.max_ping_strikes", 0),
 )
 
 
@@ -103,3 +110,53 @@ async def serve_until_signalled(serving: Serving, *, name: str, grace: float,
     await serving.server.stop(grace)
     if after_stop is not None:
         await after_stop()
+
+
+# ----- synchronous servers -----
+
+
+@dataclass
+class SyncServing:
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    services: tuple[str, ...]
+
+    def ready(self, serving: bool = True) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *self.services):
+            self.health.set(name, status)
+
+    def stop(self, grace: float | None) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def new_sync_server(max_workers: int, thread_name_prefix: str,
+                    interceptors: Iterable[grpc.ServerInterceptor] = ()) -> grpc.Server:
+    """A thread-pool server; the metrics interceptor above is asyncio-only, so a synchronous one is passed in."""
+    return grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=thread_name_prefix),
+                       interceptors=list(interceptors), options=SERVER_OPTIONS)
+
+
+def start_sync(server: grpc.Server, address: str, services: Iterable[str]) -> SyncServing:
+    """`start` for a synchronous server: health NOT_SERVING until `ready()`, reflection, bound and started."""
+    names = tuple(services)
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ("", *names):
+        servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection((*names, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    return SyncServing(server, servicer, port, names)
+
+
+def wait_for_signal() -> None:
+    """Blocks the main thread until SIGTERM or SIGINT."""
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()

@@ -12,14 +12,13 @@ import logging
 import signal
 import threading
 from collections.abc import Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
+from zhida import serving
 from zhida.routing.service import RoutingServicer, UnderstandingServicer
 from zhida.routing.store import TenantStore, default_tenants_dir, packaged_demo_dir
 from zhida.understanding.analyzer import Analyzer
@@ -77,21 +76,13 @@ def serve(
         log.error("tenant %s not loaded: %s", tenant, err)
     store.load_models()
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="routing"),
-        interceptors=list(interceptors),
-    )
+    server = serving.new_sync_server(max_workers, "routing", interceptors)
     pb_grpc.add_UnderstandingServiceServicer_to_server(UnderstandingServicer(store), server)
     pb_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(store), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    server.start()
-    for name in ("", *SERVICES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    running = serving.start_sync(server, address, SERVICES)
+    running.ready()  # the tenants and the models are loaded: it can serve
+    port = running.port
+    health_servicer = running.health
     rs = RoutingServer(server, port, store, health_servicer)
     if watch_interval:
         store.watch(rs._stop_watch, watch_interval)
