@@ -31,6 +31,7 @@ class AudioFork(asyncio.DatagramProtocol):
                  on_digit: DigitHandler | None = None) -> None:
         self.audio: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
         self.payload_type: int | None = None
+        self.first_timestamp: int | None = None  # RTP timestamp of the first audio packet (8 kHz clock)
         self.packets = 0
         self.bad_packets = 0
         self._transport: asyncio.DatagramTransport | None = None
@@ -64,6 +65,7 @@ class AudioFork(asyncio.DatagramProtocol):
             return  # telephone-event and comfort noise carry no speech
         if self.payload_type is None:
             self.payload_type = packet.payload_type
+            self.first_timestamp = packet.timestamp
         self.packets += 1
         self._position_ms += len(packet.payload) / 8.0
         self._ends_ms.append(self._position_ms)
@@ -91,6 +93,16 @@ class AudioFork(asyncio.DatagramProtocol):
             return None
         index = min(bisect.bisect_left(self._ends_ms, position_ms), len(self._ends_ms) - 1)
         return self._arrivals[index]
+
+    def timestamp_arrival(self, timestamp: int) -> float | None:
+        """Wall-clock time at which the audio at RTP `timestamp` arrived (an in-band key's start, say)."""
+        if self.first_timestamp is None:
+            return None
+        offset = (timestamp - self.first_timestamp) & 0xFFFFFFFF
+        if offset >= 0x80000000:
+            return None  # before the first packet we heard
+        # the packet holding that sample ends after it
+        return self.arrival_time(offset / 8.0 + 0.125)
 
     def close(self) -> None:
         if self._transport is not None:
