@@ -62,3 +62,22 @@ async def test_without_a_detector_the_fork_is_as_before() -> None:
         assert fork.digits == [] and fork.packets == 5
     finally:
         fork.close()
+
+
+async def test_the_callers_audio_is_kept_for_the_whisper() -> None:
+    fork, port = await AudioFork.open("127.0.0.1", keep_ms=200)
+    try:
+        packets = audio_packets(np.concatenate([silence(200), key_tone("1", 200)]))
+        await send_all(port, [bytes(p) for p in packets])
+        assert fork.kept_audio() == [p.payload for p in packets[-10:]]  # the last 200 ms
+        assert fork.audio.qsize() == 20  # the recogniser's copy is untouched
+        fork.forget_audio()
+        assert fork.kept_audio() == []
+    finally:
+        fork.close()
+    plain, plain_port = await AudioFork.open("127.0.0.1")
+    try:
+        await send_all(plain_port, [bytes(p) for p in packets])
+        assert plain.packets == 20 and plain.kept_audio() == []  # nothing kept unless asked
+    finally:
+        plain.close()

@@ -5,6 +5,9 @@ recogniser ("last voiced frame at 2.34 s of audio") maps back to the wall-clock 
 
 With a `DtmfDetector`, every packet (RFC 4733 telephone-events and the G.711 audio) also goes through it, and
 each key press is handed to `on_digit` with the wall-clock time of the packet that revealed it.
+
+With `keep_ms`, the last that many milliseconds of the caller's audio payloads are kept as they came (the
+recogniser's queue is consumed): the whisper for the agent is made from them (zhida.media.whisper).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import bisect
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 from zhida.codecs import rtp
@@ -28,7 +32,7 @@ DigitHandler = Callable[[Digit, float], None]
 
 class AudioFork(asyncio.DatagramProtocol):
     def __init__(self, queue_size: int = 500, *, dtmf: DtmfDetector | None = None,
-                 on_digit: DigitHandler | None = None) -> None:
+                 on_digit: DigitHandler | None = None, keep_ms: int = 0) -> None:
         self.audio: asyncio.Queue[bytes | None] = asyncio.Queue(queue_size)
         self.payload_type: int | None = None
         self.first_timestamp: int | None = None  # RTP timestamp of the first audio packet (8 kHz clock)
@@ -41,13 +45,15 @@ class AudioFork(asyncio.DatagramProtocol):
         self.dtmf = dtmf
         self.on_digit = on_digit
         self.digits: list[tuple[Digit, float]] = []  # every key press and when it was known
+        self._kept: deque[bytes] = deque(maxlen=max(1, keep_ms // 20))  # 20 ms packets
+        self._keep = keep_ms > 0
 
     @classmethod
-    async def open(cls, host: str, *, dtmf: DtmfDetector | None = None,
-                   on_digit: DigitHandler | None = None) -> tuple[AudioFork, int]:
+    async def open(cls, host: str, *, dtmf: DtmfDetector | None = None, on_digit: DigitHandler | None = None,
+                   keep_ms: int = 0) -> tuple[AudioFork, int]:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(lambda: cls(dtmf=dtmf, on_digit=on_digit),
-                                                                  local_addr=(host, 0))
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: cls(dtmf=dtmf, on_digit=on_digit, keep_ms=keep_ms), local_addr=(host, 0))
         return protocol, transport.get_extra_info("sockname")[1]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -70,6 +76,8 @@ class AudioFork(asyncio.DatagramProtocol):
         self._position_ms += len(packet.payload) / 8.0
         self._ends_ms.append(self._position_ms)
         self._arrivals.append(time.time())
+        if self._keep:
+            self._kept.append(packet.payload)
         try:
             self.audio.put_nowait(packet.payload)
         except asyncio.QueueFull:
@@ -93,6 +101,14 @@ class AudioFork(asyncio.DatagramProtocol):
             return None
         index = min(bisect.bisect_left(self._ends_ms, position_ms), len(self._ends_ms) - 1)
         return self._arrivals[index]
+
+    def kept_audio(self) -> list[bytes]:
+        """The audio payloads kept (`keep_ms`), oldest first, in `payload_type`."""
+        return list(self._kept)
+
+    def forget_audio(self) -> None:
+        """Drops the kept audio: at a re-prompt, so the whisper holds the sentence that decided."""
+        self._kept.clear()
 
     def timestamp_arrival(self, timestamp: int) -> float | None:
         """Wall-clock time at which the audio at RTP `timestamp` arrived (an in-band key's start, say)."""
