@@ -20,7 +20,7 @@ routes:
 
 CALLERS = """callers:
   - name: vip
-    numbers: ["13800138000", 13900139000, "+86 10 6234 5678"]
+    numbers: ["13800138000", "13900139000", "+86 10 6234 5678"]
     group: vip_desk
     announcement: vip.wav
   - name: blocked
@@ -79,6 +79,8 @@ def test_gather_options_are_read() -> None:
      "group: h}\n", 10, "'+8613800138000' is already in rule 'a'"),
     ("callers:\n  - {name: a, prefixes: ['1x'], group: g}\n", 9, "callers/0/prefixes/0: '1x' does not match"),
     ("callers:\n  - {name: a, action: block, numbers: ['110']}\n", 9, "'block' is not one of"),
+    # unquoted, YAML reads 0106234567 as an octal number: numbers must be written as strings
+    ("callers:\n  - {name: a, numbers: [0106234567], group: g}\n", 9, "is not of type 'string'"),
 ])
 def test_bad_options_are_refused_with_line_and_reason(extra: str, line: int, reason: str) -> None:
     with pytest.raises(ConfigError) as err:
