@@ -194,7 +194,7 @@ class AnsweredMode:
         except Exception as exc:
             # the caller is answered and waiting: the fallback group now, not after a timer
             log.exception("call %s: the flow failed", call.call_id)
-            if not await self.machine.fail(call, f"controller error: {type(exc).__name__}"):
+            if not await self.machine.fail(call, f"controller error: {type(exc).__name__}: {exc}"[:200]):
                 raise
             call.decision = {**call.decision, "kind": "fallback", "reason": "controller error", "group": ""}
             agents = []

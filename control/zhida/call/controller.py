@@ -30,7 +30,6 @@ from zhida.events import CallEventKind, CallOutcome, EventBus
 from zhida.media.ng import NgClient, NgError
 from zhida.sip.evapi import EvapiLink
 from zhida.sip.rpc import KamailioRpc, RpcError
-from zhida.v1 import recognizer_pb2_grpc, routing_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,29 @@ EVENT_TRIGGERS = {
 ANSWERED_EVENTS = frozenset({"agent_invite", "agent_ringing", "agent_answered", "agent_failed"})
 
 
+CHANNEL_OPTIONS = [
+    # several workers behind one target spread the streams
+    ("grpc.lb_policy_name", "round_robin"),
+    # gRPC's default backoff grows to 2 min: a service restarted after a crash would be refused calls long after
+    # it reported SERVING. Retrying every second at most keeps the gap to that second.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+# A recogniser that freezes (stopped, swapped out, stuck in the kernel) keeps its TCP connection, so a stream
+# would wait for the no-input limit. HTTP/2 pings while streams are open, unanswered for 1 s, close the
+# transport: the stream fails UNAVAILABLE and the call goes to the fallback group within about 2 s. The
+# recogniser's server accepts pings this often (zhida.serving).
+RECOGNIZER_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 1000),
+    ("grpc.keepalive_timeout_ms", 1000),
+    # gRPC core waits for a ping's ack this long whatever keepalive_timeout says (default 1 min)
+    ("grpc.http2.ping_timeout_ms", 1000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
 class CallController:
     def __init__(self, config: Config, *, bus: EventBus, directory: Directory, prompts: dict[str, Path]) -> None:
         self.config = config
@@ -59,15 +81,13 @@ class CallController:
         self.ng = NgClient(config.media.interface, config.media.ng_port)
         self.rpc = KamailioRpc("127.0.0.1", config.sip.rpc_port)
         self.evapi = EvapiLink("127.0.0.1", config.sip.evapi_port, self.on_kamailio_event)
-        # round_robin: several recogniser workers behind one target spread the streams
-        options = [("grpc.lb_policy_name", "round_robin")]
-        self.recognizer_channel = grpc.aio.insecure_channel(config.recognizer.client_target, options=options)
-        self.routing_channel = grpc.aio.insecure_channel(config.routing.client_target, options=options)
+        self.recognizer_channel = grpc.aio.insecure_channel(config.recognizer.client_target,
+                                                            options=CHANNEL_OPTIONS + RECOGNIZER_KEEPALIVE)
+        self.routing_channel = grpc.aio.insecure_channel(config.routing.client_target, options=CHANNEL_OPTIONS)
         self.machine = CallMachine(self._run_action)
         self.steps = CallSteps(
             config, machine=self.machine, bus=bus, directory=directory, agents=self.agents, ng=self.ng,
-            recognizer=recognizer_pb2_grpc.RecognizerServiceStub(self.recognizer_channel),
-            router=routing_pb2_grpc.RoutingServiceStub(self.routing_channel), prompts=prompts)
+            recognizer_channel=self.recognizer_channel, routing_channel=self.routing_channel, prompts=prompts)
         self.early = EarlyFlow(self.steps, self.machine, rpc=self.rpc, evapi=self.evapi, calls=self.calls)
         self.answered: AnsweredMode | None = None
         self._background: set[asyncio.Task[None]] = set()

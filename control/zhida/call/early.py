@@ -40,7 +40,7 @@ class EarlyFlow:
             raise
         except Exception as exc:
             log.exception("call %s: the flow failed", call.call_id)
-            await self.machine.fail(call, f"controller error: {type(exc).__name__}")
+            await self.machine.fail(call, f"controller error: {type(exc).__name__}: {exc}"[:200])
 
     async def _flow(self, call: Call) -> None:
         sdp = await self.steps.anchor_media(call)

@@ -42,22 +42,31 @@ KIND_NAMES = {
 }
 MEDIA_FLAGS: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE": "remove"}
 
+# How long a call waits for a recogniser connection that is not up (just restarted, or gone); the channels
+# retry at least this often (zhida.call.controller.CHANNEL_OPTIONS).
+RECONNECT_WAIT_S = 1.5
+
 # Called while a call listens, so that its flow can tell whoever holds the call that it is still alive.
 KeepAlive = Callable[[Call], None]
 
 
+class DependencyFailed(RuntimeError):
+    """A service the call needs answered with an error; the call goes to the fallback group."""
+
+
 class CallSteps:
     def __init__(self, config: Config, *, machine: CallMachine, bus: EventBus, directory: Directory,
-                 agents: AgentBook, ng: NgClient, recognizer: recognizer_pb2_grpc.RecognizerServiceStub,
-                 router: routing_pb2_grpc.RoutingServiceStub, prompts: dict[str, Path]) -> None:
+                 agents: AgentBook, ng: NgClient, recognizer_channel: grpc.aio.Channel,
+                 routing_channel: grpc.aio.Channel, prompts: dict[str, Path]) -> None:
         self.config = config
         self.machine = machine
         self.bus = bus
         self.directory = directory
         self.agents = agents
         self.ng = ng
-        self.recognizer = recognizer
-        self.router = router
+        self.recognizer_channel = recognizer_channel
+        self.recognizer = recognizer_pb2_grpc.RecognizerServiceStub(recognizer_channel)
+        self.router = routing_pb2_grpc.RoutingServiceStub(routing_channel)
         self.prompts = prompts
         self.prompt_lengths_s = {name: duration_s(path) for name, path in prompts.items()}
         self.records_dir = config.run_dir / "calls"
@@ -139,6 +148,7 @@ class CallSteps:
                 end_silence_ms=ctl.end_silence_ms, no_input_timeout_ms=ctl.no_input_timeout_ms,
                 max_utterance_ms=ctl.max_utterance_ms, pause_ms=ctl.pause_ms),
         )
+        await self._recognizer_ready()
         stream = self.recognizer.StreamingRecognize(_audio_requests(call.fork, config))
         stable_text, stable_since_ms, last_voiced_ms, speech_start_ms = "", 0, 0, 0
         speech_started_at: float | None = None
@@ -187,6 +197,9 @@ class CallSteps:
                         return ListenResult(text, response.confidence, decision, "partial", last_voiced_ms)
         except TimeoutError:
             log.info("call %s: no final within %.0f s of the prompt", call.call_id, wall_limit_s)
+        except grpc.aio.AioRpcError as exc:
+            # the recogniser died, froze (its keepalive went unanswered) or refused the stream
+            raise DependencyFailed(f"recogniser {exc.code().name}: {exc.details()}") from exc
         finally:
             stream.cancel()
             await self.stop_prompt(call)
@@ -212,14 +225,27 @@ class CallSteps:
         if call.fork is not None and last_voiced_ms > 0:
             call.end_of_speech_at = call.fork.arrival_time(last_voiced_ms)
 
-    async def route(self, call: Call, text: str, attempt: int) -> routing_pb2.Decision | None:
+    async def _recognizer_ready(self) -> None:
+        """A recogniser just restarted is reconnected before the stream opens (a stream has no deadline to
+        wait under); one that stays away fails the call to the fallback group."""
+        channel = self.recognizer_channel
+        if channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+            return
         try:
+            await asyncio.wait_for(channel.channel_ready(), RECONNECT_WAIT_S)
+        except TimeoutError:
+            raise DependencyFailed(f"recogniser not reachable within {RECONNECT_WAIT_S} s") from None
+
+    async def route(self, call: Call, text: str, attempt: int) -> routing_pb2.Decision:
+        try:
+            # wait_for_ready: a routing service that just restarted is reconnected within the deadline
             answer = await self.router.Route(
                 routing_pb2.RouteRequest(tenant=call.tenant, text=text, attempt=attempt, call_id=call.call_id),
-                timeout=1.0)
+                timeout=1.0, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
-            log.error("call %s: routing failed (%s): %s", call.call_id, exc.code().name, exc.details())
-            return None
+            # Not a silence: the caller spoke and we cannot say where to. The flow fails, and a failed flow
+            # sends the call to the fallback group now rather than re-prompting a caller who was heard.
+            raise DependencyFailed(f"routing {exc.code().name}: {exc.details()}") from exc
         call.words = [{"text": w.text, "tag": w.tag} for w in answer.words]
         decision: routing_pb2.Decision = answer.decision
         return decision

@@ -188,26 +188,40 @@ def up(config: Config, config_path: Path | None, services: tuple[str, ...] = SER
     processes.wait_ready("kamailio", lambda: bool(kamailio_rpc(config.sip.rpc_port, "core.version")), process,
                          logs / "kamailio.log")
 
-    env = {"PYTHONUNBUFFERED": "1"}
-    if config.model_dir is not None:
-        env["ZHIDA_MODEL_DIR"] = str(config.model_dir.resolve())
     if "recognizer" in services:
-        speech = config.speech
-        argv = _zhida("serve-recognizer", "--listen", config.recognizer.listen, "--chunk-size", str(speech.chunk_size),
-                      "--backend", speech.backend, "--max-streams", str(speech.max_streams))
-        process = processes.start(run, "recognizer", argv, env=env)
-        processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
-                             logs / "recognizer.log", timeout=240)
+        start_recognizer(config)
     if "routing" in services:
-        config.routing_tenants_dir.mkdir(parents=True, exist_ok=True)
-        tenants = str(config.routing_tenants_dir.resolve())
-        argv = _zhida("serve-routing", "--listen", config.routing.listen, "--tenants", tenants)
-        process = processes.start(run, "routing", argv, env=env)
-        processes.wait_ready("routing", lambda: grpc_healthy(config.routing.listen), process,
-                             logs / "routing.log", timeout=240)
+        start_routing(config)
     if "controller" in services:
         start_controller(config)
     log.info("stack up: SIP %s:%d, logs in %s", config.sip.address, config.sip.port, logs)
+
+
+def _service_env(config: Config) -> dict[str, str]:
+    env = {"PYTHONUNBUFFERED": "1"}
+    if config.model_dir is not None:
+        env["ZHIDA_MODEL_DIR"] = str(config.model_dir.resolve())
+    return env
+
+
+def start_recognizer(config: Config) -> None:
+    """The recogniser on its configured address; returns once its health check says SERVING."""
+    speech = config.speech
+    argv = _zhida("serve-recognizer", "--listen", config.recognizer.listen, "--chunk-size", str(speech.chunk_size),
+                  "--backend", speech.backend, "--max-streams", str(speech.max_streams))
+    process = processes.start(config.run_dir, "recognizer", argv, env=_service_env(config))
+    processes.wait_ready("recognizer", lambda: grpc_healthy(config.recognizer.listen), process,
+                         config.log_dir / "recognizer.log", timeout=240)
+
+
+def start_routing(config: Config) -> None:
+    """The routing service on its configured address; returns once its health check says SERVING."""
+    config.routing_tenants_dir.mkdir(parents=True, exist_ok=True)
+    tenants = str(config.routing_tenants_dir.resolve())
+    argv = _zhida("serve-routing", "--listen", config.routing.listen, "--tenants", tenants)
+    process = processes.start(config.run_dir, "routing", argv, env=_service_env(config))
+    processes.wait_ready("routing", lambda: grpc_healthy(config.routing.listen), process,
+                         config.log_dir / "routing.log", timeout=240)
 
 
 def start_controller(config: Config) -> None:
