@@ -85,7 +85,7 @@ def test_known_number_is_held_with_an_event_that_keeps_the_schema(edge: Config, 
         assert pending(edge, call_id) is not None
         controller.send(json.dumps({"action": "fallback", "call_id": call_id}).encode())
         # no agent registered: the fallback group's turn ends in 480, with its events in the schema too
-        assert trunk.codes(timeout=3)[-1:] == [480]
+        assert trunk.codes(timeout=8)[-1:] == [480]
     followers = [json.loads(raw) for raw in controller.messages(timeout=0.5)]
     assert {event["event"] for event in followers} >= {"fallback", "no_agent"}, followers
     assert [contract_error("event", event) for event in followers] == [None] * len(followers)
@@ -166,4 +166,5 @@ def test_extend_keeps_a_held_call_past_the_controller_timeout(edge: Config, cont
         time.sleep(timeout_s * 0.8)  # past the first expiry, before the extended one
         assert pending(edge, call_id) is not None, "the held call expired despite extend"
         controller.send(json.dumps({"action": "fallback", "call_id": call_id}).encode())
-        assert trunk.codes(timeout=3)[-1:] == [480]
+        # an earlier test's agent may still be registered: its ring timeout (3 s) comes before the 480
+        assert trunk.codes(timeout=8)[-1:] == [480]
