@@ -234,9 +234,9 @@ class Engine:
         if self.semantic is None:
             return scores, hits, None
         v = self.semantic.vector(text) if vector is None else vector
-        ex, layer, order = self.semantic.score(v)
+        ex, layer, sims = self.semantic.score(v)
         scores = [s + float(a) + float(b) for s, a, b in zip(scores, ex, layer, strict=True)]
-        return scores, hits, _Meaning(v, ex, layer, order)
+        return scores, hits, _Meaning(v, ex, layer, sims)
 
     def _explain_all(
         self, hits: list[tuple[_Entry, float, str]], meaning: _Meaning | None, route: int
@@ -247,7 +247,7 @@ class Engine:
         if meaning is not None and self.semantic is not None:
             if self.semantic.has_layer:
                 out.append(Contribution("meaning", name, float(meaning.layer[route]), "learned meaning"))
-            for m in self.semantic.matches(meaning.vector, meaning.order[route]):
+            for m in self.semantic.matches(meaning.sims, route):
                 kind = "learned example" if m.learned else "example"
                 out.append(Contribution(m.text, name, m.contribution, kind, m.similarity))
         out.sort(key=lambda c: -abs(c.weight))
@@ -451,4 +451,4 @@ class _Meaning:
     vector: np.ndarray
     examples: np.ndarray  # per route: example_weight × mean nearest similarity
     layer: np.ndarray  # per route: learned layer · vector
-    order: list[np.ndarray]  # per route: its example rows, nearest first
+    sims: np.ndarray  # similarity to every example

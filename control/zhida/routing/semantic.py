@@ -79,6 +79,8 @@ class Semantic:
         self.vectors = vectors
         # Rows of the examples matrix grouped by route, for the per-route top-k.
         self.rows_of = [np.nonzero(self.owner == i)[0] for i in range(n_routes)]
+        self._routes_with = np.array([i for i, rows in enumerate(self.rows_of) if len(rows)], dtype=np.int64)
+        self._starts = np.array([rows[0] for rows in self.rows_of if len(rows)], dtype=np.int64)
         self.layer = np.zeros((n_routes, dim), dtype=np.float32)
         if arrays is not None:
             if arrays.weights.shape[1] != dim:
@@ -90,32 +92,40 @@ class Semantic:
     def vector(self, text: str) -> np.ndarray:
         return self.encoder.encode_one(text)
 
-    def score(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """(example scores, learned-layer scores, per route the example rows ordered by similarity)."""
+    def score(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(example scores, learned-layer scores, similarity to every example) for a sentence vector."""
         n = len(self.rows_of)
         layer = self.layer @ v if self.has_layer else np.zeros(n, dtype=np.float32)
         ex = np.zeros(n, dtype=np.float32)
-        order: list[np.ndarray] = []
         if not self.texts or not v.any():
-            return ex, layer, [np.zeros(0, dtype=np.int64)] * n
+            return ex, layer, np.zeros(len(self.texts), dtype=np.float32)
         sims = self.vectors @ v
+        if self.k == 1:
+            # Examples are stored route by route: one reduceat gives every route's nearest.
+            ex[self._routes_with] = np.maximum.reduceat(sims, self._starts)
+            ex[self._routes_with] = self.weight * np.maximum(ex[self._routes_with] - self.floor, 0.0)
+            return ex, layer, sims
         for i, rows in enumerate(self.rows_of):
             if len(rows) == 0:
-                order.append(rows)
                 continue
             s = sims[rows]
-            top = min(len(rows), max(self.k, EXPLAINED_EXAMPLES))
-            best = np.argpartition(-s, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
-            best = best[np.argsort(-s[best])]
-            order.append(rows[best])
-            ex[i] = self.weight * float(np.maximum(s[best[: self.k]] - self.floor, 0.0).mean())
-        return ex, layer, order
+            top = np.partition(-s, self.k - 1)[: self.k] if self.k < len(rows) else -s
+            ex[i] = self.weight * float(np.maximum(-top - self.floor, 0.0).mean())
+        return ex, layer, sims
 
-    def matches(self, v: np.ndarray, rows: np.ndarray) -> list[ExampleMatch]:
-        """The examples at `rows` (one route's nearest first) with similarity and contribution."""
+    def matches(self, sims: np.ndarray, route: int) -> list[ExampleMatch]:
+        """The route's nearest examples, nearest first, with similarity and contribution."""
+        rows = self.rows_of[route]
+        if len(rows) == 0 or len(sims) == 0:
+            return []
+        s = sims[rows]
+        top = min(len(rows), max(self.k, EXPLAINED_EXAMPLES))
+        best = np.argpartition(-s, top - 1)[:top] if top < len(rows) else np.arange(len(rows))
+        best = best[np.argsort(-s[best], kind="stable")]
         out = []
-        for j, row in enumerate(rows[:EXPLAINED_EXAMPLES]):
-            sim = float(self.vectors[row] @ v)
+        for j, b in enumerate(best[:EXPLAINED_EXAMPLES]):
+            row = rows[b]
+            sim = float(s[b])
             contrib = self.weight * max(0.0, sim - self.floor) / self.k if j < self.k else 0.0
             out.append(ExampleMatch(self.texts[row], sim, contrib, self.learned[row]))
         return out
