@@ -35,6 +35,8 @@ class Call:
     words: list[dict[str, str]] = field(default_factory=list)
     decision: dict[str, Any] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
+    # each "A or B?" question the caller was asked: its text and the two routes it chose between
+    disambiguations: list[dict[str, Any]] = field(default_factory=list)
     agent: str = ""
     contact: str = ""
     end_of_speech_at: float | None = None

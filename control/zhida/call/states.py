@@ -12,9 +12,10 @@ Two flows share the listening states:
   DECIDING -> BRIDGING (our agent leg through Kamailio) -> RINGING -> CONNECTED.
 Any state -> ENDED on hangup. Where a step that follows depends on the flow, the state asks `flow`.
 
-Where the next features slot in: a DTMF key (issue 13) is the `DTMF` trigger, accepted by the listening states
-once a tenant has a key menu (a key during the prompt stops it, like speech); a caller-number rule before the
-prompt is an action of EARLY_MEDIA/ANSWERED; a question that narrows the choice (issue 12) is `DISAMBIGUATE`
+Keys: a key that decides (the human key at any time, a choice of the fallback's DTMF menu) is `DTMF`, from a
+listening state or MENU to DECIDING; a key that only stops the prompt changes no state. `MENU` enters the
+fallback's DTMF menu (MENU state); no key before its timeout is `DECIDED` from MENU, to the fallback group.
+A caller-number rule that names a group decides before any prompt: `DECIDED` from EARLY_MEDIA/ANSWERED. A question that narrows the choice ("A or B?") is `DISAMBIGUATE`
 from DECIDING back to PROMPTING, the way REPROMPT is.
 """
 
@@ -36,6 +37,7 @@ class CallState(enum.Enum):
     INVITED = "invited"  # answered: the caller leg's INVITE reached the B2BUA
     ANSWERED = "answered"  # answered: media anchored, 200 OK sent, the caller hears us (and is billed)
     PROMPTING = "prompting"  # the prompt plays; recognition already listens (barge-in)
+    MENU = "menu"  # the fallback's DTMF menu plays; a key chooses, none in time: the fallback group
     LISTENING = "listening"  # the caller speaks
     DECIDING = "deciding"  # final text at the rules
     TRANSFERRING = "transferring"  # early: decision (or fallback) sent, Kamailio rings agents
@@ -60,8 +62,9 @@ class Trigger(enum.Enum):
     PROXY_ROUTED = "proxy_routed"
     FAILED = "failed"  # the call's task raised, or an event arrived that its state does not accept
     HANGUP = "hangup"  # caller CANCEL/BYE, no agent, controller stopping: the end from any state
-    DTMF = "dtmf"  # reserved for the key menu (issue 13): no state accepts it yet
-    DISAMBIGUATE = "disambiguate"  # reserved for a narrowing question (issue 12): no state accepts it yet
+    DTMF = "dtmf"  # a key that decides: the human key, or a choice of the DTMF menu
+    MENU = "menu"  # the fallback has a DTMF menu: play it and wait for a key
+    DISAMBIGUATE = "disambiguate"  # the rules hesitate between two routes: ask the caller which
 
 
 class Action(enum.Enum):
@@ -144,6 +147,9 @@ class State:
     def disambiguate(self, flow: Flow) -> Step:
         return self._refuse(Trigger.DISAMBIGUATE)
 
+    def menu(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.MENU)
+
     def hangup(self, flow: Flow) -> Step:
         return Step(CallState.ENDED, Action.END)
 
@@ -178,6 +184,9 @@ class EarlyMedia(BeforeTransfer):
     def prompt_started(self, flow: Flow) -> Step:
         return Step(CallState.PROMPTING)
 
+    def decided(self, flow: Flow) -> Step:  # a caller rule names the group: no prompt
+        return Step(_handed_on(flow))
+
 
 class Invited(State):
     """The B2BUA has not answered yet: a failure here is a refusal of the INVITE (Kamailio then routes the
@@ -194,6 +203,9 @@ class Answered(BeforeTransfer):
 
     def prompt_started(self, flow: Flow) -> Step:
         return Step(CallState.PROMPTING)
+
+    def decided(self, flow: Flow) -> Step:  # a caller rule names the group: no prompt
+        return Step(_handed_on(flow))
 
 
 def _handed_on(flow: Flow) -> CallState:
@@ -215,6 +227,12 @@ class Prompting(BeforeTransfer):
     def decided(self, flow: Flow) -> Step:
         return Step(_handed_on(flow))
 
+    def dtmf(self, flow: Flow) -> Step:  # the human key, also during the prompt
+        return Step(CallState.DECIDING)
+
+    def menu(self, flow: Flow) -> Step:  # no input after the re-prompt, and the fallback has a menu
+        return Step(CallState.MENU)
+
 
 class Listening(BeforeTransfer):
     state = CallState.LISTENING
@@ -231,6 +249,12 @@ class Listening(BeforeTransfer):
     def decided(self, flow: Flow) -> Step:  # a stable, confident partial decides before the final
         return Step(_handed_on(flow))
 
+    def dtmf(self, flow: Flow) -> Step:
+        return Step(CallState.DECIDING)
+
+    def menu(self, flow: Flow) -> Step:  # the recogniser gave up (wall-clock limit) after the re-prompt
+        return Step(CallState.MENU)
+
 
 class Deciding(BeforeTransfer):
     state = CallState.DECIDING
@@ -238,7 +262,28 @@ class Deciding(BeforeTransfer):
     def reprompt(self, flow: Flow) -> Step:
         return Step(CallState.PROMPTING)
 
+    def disambiguate(self, flow: Flow) -> Step:  # "A or B?": the question plays, then the caller is heard again
+        return Step(CallState.PROMPTING)
+
     def decided(self, flow: Flow) -> Step:
+        return Step(_handed_on(flow))
+
+    def dtmf(self, flow: Flow) -> Step:  # the human key while the rules were asked
+        return Step(CallState.DECIDING)
+
+    def menu(self, flow: Flow) -> Step:  # the rules fell back and the fallback has a menu
+        return Step(CallState.MENU)
+
+
+class Menu(BeforeTransfer):
+    """The fallback's DTMF menu plays; the caller's speech is no longer heard."""
+
+    state = CallState.MENU
+
+    def dtmf(self, flow: Flow) -> Step:  # a choice, or the human key
+        return Step(CallState.DECIDING)
+
+    def decided(self, flow: Flow) -> Step:  # no key in time: the fallback group
         return Step(_handed_on(flow))
 
 
@@ -319,8 +364,8 @@ class Ended(State):
 
 STATES: dict[CallState, State] = {
     cls.state: cls()
-    for cls in (Held, EarlyMedia, Invited, Answered, Prompting, Listening, Deciding, Transferring, Bridging,
-                Ringing, Connected, Ended)
+    for cls in (Held, EarlyMedia, Invited, Answered, Prompting, Listening, Deciding, Menu, Transferring,
+                Bridging, Ringing, Connected, Ended)
 }
 
 INITIAL: dict[Flow, CallState] = {Flow.EARLY: CallState.HELD, Flow.ANSWERED: CallState.INVITED}

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,19 @@ import grpc
 from zhida.call.agents import AgentBook
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ListenResult, ms, safe_name
-from zhida.call.prompts import duration_s
+from zhida.call.plan import CallPlan, Gather, MenuChoice, default_plan, fetch_plan, menu_text
+from zhida.call.prompts import duration_s, prompt_path, synthesize
 from zhida.call.states import CallState, Trigger
 from zhida.codecs import sdp as sdp_codec
+from zhida.codecs import telephone_event
 from zhida.codecs.rtp import PT_PCMA
 from zhida.config import Config
 from zhida.directory import Directory, DirectoryError
 from zhida.events import CallEvent, CallEventKind, EventBus
+from zhida.media.dtmf import Digit, DtmfDetector
 from zhida.media.fork import AudioFork
 from zhida.media.ng import NgClient, NgError
+from zhida.sip.headstart import HeadStart, agent_headers
 from zhida.v1 import recognizer_pb2, recognizer_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -39,6 +44,7 @@ KIND_NAMES = {
     routing_pb2.DECISION_KIND_REPROMPT: "reprompt",
     routing_pb2.DECISION_KIND_FALLBACK: "fallback",
     routing_pb2.DECISION_KIND_AFTER_HOURS: "after_hours",
+    routing_pb2.DECISION_KIND_DISAMBIGUATE: "disambiguate",
 }
 MEDIA_FLAGS: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE": "remove"}
 
@@ -70,19 +76,29 @@ class CallSteps:
         self.prompts = prompts
         self.prompt_lengths_s = {name: duration_s(path) for name, path in prompts.items()}
         self.records_dir = config.run_dir / "calls"
+        self.prompt_dir = config.run_dir / "prompts"
 
     # ----- media -----
 
     async def anchor_media(self, call: Call) -> str:
         """ng offer (the caller's SDP) and answer (our stand-in socket, to-tag X): rtpengine's SDP for the caller.
 
-        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to).
+        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to), and
+        the fork's detector hears the caller's keys in it: telephone-events with the payload type the caller
+        offered (rtpengine passes it through whatever our answer says), in-band tones in the audio.
         """
-        fork, port = await AudioFork.open(self.config.controller.rtp_address)
-        call.fork = fork
         common = {"call-id": call.call_id, "from-tag": call.from_tag}
-        await self.ng.request("offer", sdp=call.caller_sdp, **MEDIA_FLAGS, **common,
-                              **self.direction("trunk", "controller"))
+        offer = await self.ng.request("offer", sdp=call.caller_sdp, **MEDIA_FLAGS, **common,
+                                      **self.direction("trunk", "controller"))
+        detector = DtmfDetector(event_payload_types=telephone_event.payload_types(str(offer.get("sdp", ""))))
+
+        def on_digit(digit: Digit, at: float) -> None:
+            call.digits.append(digit.digit)
+            call.keys.put_nowait((digit.digit, at))
+            self.publish(call, CallEventKind.DIGIT, digit=digit.digit, source=digit.source)
+
+        fork, port = await AudioFork.open(self.config.controller.rtp_address, dtmf=detector, on_digit=on_digit)
+        call.fork = fork
         stand_in = sdp_codec.build_audio(self.config.controller.rtp_address, port)
         answer = await self.ng.request("answer", sdp=stand_in, **MEDIA_FLAGS, **{**common, "to-tag": call.to_tag})
         return str(answer["sdp"])
@@ -111,6 +127,18 @@ class CallSteps:
             return None
         return self.prompt_lengths_s[name]
 
+    async def play_text(self, call: Call, text: str) -> float | None:
+        """Plays a prompt given by its text (synthesised on first use, then cached by text like the others)."""
+        path = prompt_path(self.prompt_dir, text)
+        if not path.exists():
+            # written aside and renamed: two calls asking the same question at once never play half a file
+            aside = path.with_name(f"{path.stem}.{secrets.token_hex(4)}.wav")
+            await asyncio.to_thread(synthesize, text, aside)
+            aside.replace(path)
+        self.prompts.setdefault(text, path)
+        self.prompt_lengths_s.setdefault(text, duration_s(path))
+        return await self.play(call, text)
+
     async def stop_prompt(self, call: Call) -> None:
         if call.prompt_playing:
             call.prompt_playing = False
@@ -120,19 +148,43 @@ class CallSteps:
     # ----- prompt, listen, route -----
 
     async def understand(self, call: Call, keep_alive: KeepAlive) -> ListenResult:
-        """Prompt, listen, route; one re-prompt when the first attempt gives nothing routable."""
-        result = await self.listen(call, 1, keep_alive)
-        decision = result.decision
-        if decision is None or decision.kind == routing_pb2.DECISION_KIND_REPROMPT:
-            await self.machine.fire(call, Trigger.REPROMPT)
-            result = await self.listen(call, 2, keep_alive)
-        return result
+        """Prompt, listen, route. A sentence the rules cannot place gets one re-prompt; a sentence between two
+        close routes gets their question ("A or B?"), whose answer is routed between those two only, once per
+        attempt (the rules' ladder then re-prompts or falls back as for any unsure sentence)."""
+        attempt = 1
+        result = await self.listen(call, attempt, keep_alive)
+        asked_for_attempt = 0
+        while True:
+            decision = result.decision
+            if (decision is not None and decision.kind == routing_pb2.DECISION_KIND_DISAMBIGUATE
+                    and asked_for_attempt < attempt and len(decision.candidates) >= 2):
+                asked_for_attempt = attempt
+                await self.machine.fire(call, Trigger.DISAMBIGUATE)
+                candidates = [c.route for c in decision.candidates]
+                call.disambiguations.append({"question": decision.question, "candidates": candidates})
+                result = await self.listen(call, attempt, keep_alive, question=decision.question,
+                                           candidates=candidates)
+                continue
+            unplaced = decision is None or decision.kind in (routing_pb2.DECISION_KIND_REPROMPT,
+                                                             routing_pb2.DECISION_KIND_DISAMBIGUATE)
+            if unplaced and attempt == 1:
+                await self.machine.fire(call, Trigger.REPROMPT)
+                attempt = 2
+                result = await self.listen(call, attempt, keep_alive)
+                continue
+            return result
 
-    async def listen(self, call: Call, attempt: int, keep_alive: KeepAlive) -> ListenResult:
+    async def listen(self, call: Call, attempt: int, keep_alive: KeepAlive, *, question: str = "",
+                     candidates: Sequence[str] = ()) -> ListenResult:
+        """One prompt and the caller's answer; `question` and `candidates` when the rules asked "A or B?"."""
         assert call.fork is not None, "media is anchored before anyone listens"
         name = "prompt" if attempt == 1 else "reprompt"
-        await self.play(call, name)
-        if attempt == 1:
+        if question:
+            name = "disambiguation"
+            await self.play_text(call, question)
+        else:
+            await self.play(call, name)
+        if attempt == 1 and not question:
             await self.machine.fire(call, Trigger.PROMPT_STARTED)
         keep_alive(call)
         self.publish(call, CallEventKind.PROMPT, prompt=name, attempt=attempt)
@@ -167,7 +219,7 @@ class CallSteps:
                         keep_alive(call)
                         continue
                     if response.is_final:
-                        return await self._final(call, response, attempt, last_voiced_ms)
+                        return await self._final(call, response, attempt, last_voiced_ms, candidates)
                     text = response.transcript.strip()
                     if not text:
                         continue
@@ -186,7 +238,7 @@ class CallSteps:
                     stable = response.audio_offset_ms - stable_since_ms >= ctl.stable_partial_ms
                     if not (paused or stable) or last_voiced_ms - speech_start_ms < ctl.min_speech_ms:
                         continue
-                    decision = await self.route(call, text, attempt)
+                    decision = await self.route(call, text, attempt, candidates)
                     log.debug("call %s: partial %r -> %s", call.call_id, text,
                               routing_pb2.DecisionKind.Name(decision.kind) if decision is not None else None)
                     if decision is not None and decision.kind == routing_pb2.DECISION_KIND_ROUTE:
@@ -205,7 +257,8 @@ class CallSteps:
             await self.stop_prompt(call)
         return ListenResult("", 0.0, None, "no_input", last_voiced_ms)
 
-    async def _final(self, call: Call, response: Any, attempt: int, last_voiced_ms: int) -> ListenResult:
+    async def _final(self, call: Call, response: Any, attempt: int, last_voiced_ms: int,
+                     candidates: Sequence[str] = ()) -> ListenResult:
         text = response.transcript.strip()
         log.info("call %s: final %r (confidence %.2f, %s)", call.call_id, text, response.confidence,
                  recognizer_pb2.SpeechEvent.Name(response.speech_event))
@@ -218,7 +271,7 @@ class CallSteps:
                      first_partial_ms=call.timings.get("first_partial_ms"))
         if not text:
             return ListenResult("", 0.0, None, "no_input", last_voiced_ms)
-        decision = await self.route(call, text, attempt)
+        decision = await self.route(call, text, attempt, candidates)
         return ListenResult(text, response.confidence, decision, "final", last_voiced_ms)
 
     def _note_end_of_speech(self, call: Call, last_voiced_ms: int) -> None:
@@ -236,11 +289,14 @@ class CallSteps:
         except TimeoutError:
             raise DependencyFailed(f"recogniser not reachable within {RECONNECT_WAIT_S} s") from None
 
-    async def route(self, call: Call, text: str, attempt: int) -> routing_pb2.Decision:
+    async def route(self, call: Call, text: str, attempt: int, candidates: Sequence[str] = ()) -> routing_pb2.Decision:
+        """The rules' decision on `text`; `candidates` when it answers an "A or B?" question. The caller's number
+        goes along so that a tenant's A/B test of a candidate rule set splits by caller."""
         try:
             # wait_for_ready: a routing service that just restarted is reconnected within the deadline
             answer = await self.router.Route(
-                routing_pb2.RouteRequest(tenant=call.tenant, text=text, attempt=attempt, call_id=call.call_id),
+                routing_pb2.RouteRequest(tenant=call.tenant, text=text, attempt=attempt, call_id=call.call_id,
+                                         candidates=list(candidates), caller=call.caller),
                 timeout=1.0, wait_for_ready=True)
         except grpc.aio.AioRpcError as exc:
             # Not a silence: the caller spoke and we cannot say where to. The flow fails, and a failed flow
@@ -313,7 +369,7 @@ class CallSteps:
         return {
             "call_id": call.call_id, "tenant": call.tenant, "caller": call.caller, "called": call.called,
             "state": call.state.value, "transcript": call.transcript, "words": call.words,
-            "decision": call.decision,
+            "decision": call.decision, "disambiguations": call.disambiguations,
             "group": call.decision.get("group", ""), "agents": call.agents, "agent": call.agent,
             "contact": call.contact, "outcome": call.outcome, "end_of_speech_to_invite_ms": eos_to_invite,
             "timings": call.timings,
