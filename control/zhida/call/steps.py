@@ -22,19 +22,15 @@ import grpc
 from zhida.call.agents import AgentBook
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ListenResult, ms, safe_name
-from zhida.call.plan import CallPlan, Gather, MenuChoice, default_plan, fetch_plan, menu_text
 from zhida.call.prompts import duration_s, prompt_path, synthesize
 from zhida.call.states import CallState, Trigger
 from zhida.codecs import sdp as sdp_codec
-from zhida.codecs import telephone_event
 from zhida.codecs.rtp import PT_PCMA
 from zhida.config import Config
 from zhida.directory import Directory, DirectoryError
 from zhida.events import CallEvent, CallEventKind, EventBus
-from zhida.media.dtmf import Digit, DtmfDetector
 from zhida.media.fork import AudioFork
 from zhida.media.ng import NgClient, NgError
-from zhida.sip.headstart import HeadStart, agent_headers
 from zhida.v1 import recognizer_pb2, recognizer_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -83,22 +79,13 @@ class CallSteps:
     async def anchor_media(self, call: Call) -> str:
         """ng offer (the caller's SDP) and answer (our stand-in socket, to-tag X): rtpengine's SDP for the caller.
 
-        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to), and
-        the fork's detector hears the caller's keys in it: telephone-events with the payload type the caller
-        offered (rtpengine passes it through whatever our answer says), in-band tones in the audio.
+        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to).
         """
-        common = {"call-id": call.call_id, "from-tag": call.from_tag}
-        offer = await self.ng.request("offer", sdp=call.caller_sdp, **MEDIA_FLAGS, **common,
-                                      **self.direction("trunk", "controller"))
-        detector = DtmfDetector(event_payload_types=telephone_event.payload_types(str(offer.get("sdp", ""))))
-
-        def on_digit(digit: Digit, at: float) -> None:
-            call.digits.append(digit.digit)
-            call.keys.put_nowait((digit.digit, at))
-            self.publish(call, CallEventKind.DIGIT, digit=digit.digit, source=digit.source)
-
-        fork, port = await AudioFork.open(self.config.controller.rtp_address, dtmf=detector, on_digit=on_digit)
+        fork, port = await AudioFork.open(self.config.controller.rtp_address)
         call.fork = fork
+        common = {"call-id": call.call_id, "from-tag": call.from_tag}
+        await self.ng.request("offer", sdp=call.caller_sdp, **MEDIA_FLAGS, **common,
+                              **self.direction("trunk", "controller"))
         stand_in = sdp_codec.build_audio(self.config.controller.rtp_address, port)
         answer = await self.ng.request("answer", sdp=stand_in, **MEDIA_FLAGS, **{**common, "to-tag": call.to_tag})
         return str(answer["sdp"])
