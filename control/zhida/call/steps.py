@@ -382,3 +382,7 @@ async def _audio_requests(fork: AudioFork, config: recognizer_pb2.RecognitionCon
         if payload is None:
             return
         yield recognizer_pb2.StreamingRecognizeRequest(audio=payload)
+            "media": None if call.fork is None else {
+                "fork_packets": call.fork.packets, "fork_lost": call.fork.lost_packets,
+                "fork_dropped": call.fork.dropped_packets,
+            },

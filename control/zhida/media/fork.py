@@ -38,6 +38,11 @@ class AudioFork(asyncio.DatagramProtocol):
         self.first_timestamp: int | None = None  # RTP timestamp of the first audio packet (8 kHz clock)
         self.packets = 0
         self.bad_packets = 0
+        # audio the recogniser never got: sequence numbers that never arrived (lost on the way, or late beyond
+        # reordering), and packets dropped here because the recogniser was not keeping up
+        self.lost_packets = 0
+        self.dropped_packets = 0
+        self._last_sequence: int | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._ends_ms: list[float] = []
         self._arrivals: list[float] = []
@@ -73,6 +78,7 @@ class AudioFork(asyncio.DatagramProtocol):
             self.payload_type = packet.payload_type
             self.first_timestamp = packet.timestamp
         self.packets += 1
+        self._count_gap(packet.sequence)
         self._position_ms += len(packet.payload) / 8.0
         self._ends_ms.append(self._position_ms)
         self._arrivals.append(time.time())
@@ -81,7 +87,16 @@ class AudioFork(asyncio.DatagramProtocol):
         try:
             self.audio.put_nowait(packet.payload)
         except asyncio.QueueFull:
+            self.dropped_packets += 1
             log.warning("audio queue full: the recogniser is not keeping up, dropping 20 ms")
+
+    def _count_gap(self, sequence: int) -> None:
+        if self._last_sequence is not None:
+            ahead = (sequence - self._last_sequence) & 0xFFFF
+            if ahead == 0 or ahead >= 0x8000:
+                return  # a duplicate or a late packet: the gap it fills was counted already
+            self.lost_packets += ahead - 1
+        self._last_sequence = sequence
 
     def _dtmf(self, packet: rtp.RtpPacket) -> None:
         assert self.dtmf is not None
