@@ -49,6 +49,7 @@ class CallOutcome(enum.Enum):
     FALLBACK = "fallback"  # routed to the tenant's fallback group (low confidence, controller timeout)
     NO_AGENT = "no_agent"  # nobody in the group or its overflow answered
     FAILED = "failed"  # an internal error ended the call
+    REFUSED = "refused"  # a caller rule of the tenant refused the call (blocklist)
 
 
 @dataclass(frozen=True)

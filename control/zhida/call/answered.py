@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from zhida.b2bua import CallFailed, IncomingCall, LegError, OutgoingCall, SipStack
 from zhida.call.machine import CallMachine
@@ -186,8 +187,14 @@ class AnsweredMode:
         call.timings["answered_at"] = time.time()
         call.timings["invite_to_200_ms"] = ms(call.timings["answered_at"] - call.held_at)
         await self.machine.fire(call, Trigger.MEDIA_READY)
+        plan = await steps.plan(call)
+        if plan.action == "refuse":
+            return await self._refuse(session, plan.rule, plan.announcement)
         try:
-            result = await steps.understand(call, _no_keep_alive)
+            if plan.action == "group":
+                result = await steps.caller_rule_result(call)
+            else:
+                result = await steps.understand(call, _no_keep_alive)
             agents = await steps.decide(call, result)
         except asyncio.CancelledError:
             raise
@@ -211,6 +218,20 @@ class AnsweredMode:
             return CallOutcome.NO_AGENT, "no agent registered"
         return await self._bridge(session, agents)
 
+    async def _refuse(self, session: AnsweredCall, rule: str, announcement: str) -> tuple[CallOutcome, str]:
+        """A caller rule refuses the call: it is answered already (the trunk bills it), so it is told, then hung up."""
+        call = session.call
+        call.path = "caller"
+        call.decision = {"kind": "refused", "group": "", "path": "caller", "caller_rule": rule}
+        log.info("call %s: caller %s refused by rule %s", call.call_id, call.caller, rule)
+        length_s = await self.steps.play_file(call, Path(announcement)) if announcement else None
+        if length_s is None:
+            length_s = await self.steps.play(call, "unavailable")
+        if length_s:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.caller.wait_ended(), length_s + 0.3)
+        return CallOutcome.REFUSED, f"refused by caller rule {rule}"
+
     async def _bridge(self, session: AnsweredCall, agents: list[str]) -> tuple[CallOutcome, str]:
         """The agent leg through Kamailio; returns when it fails or, once connected, ends."""
         call, steps, sip = session.call, self.steps, self.config.sip
@@ -221,7 +242,7 @@ class AnsweredMode:
         leg = await self.stack.place_call(
             f"sip:{call.decision.get('group') or 'agents'}@{sip.address}:{sip.port}", via=(sip.address, sip.port),
             sdp=str(offer["sdp"]), from_uri=f"sip:{call.caller or 'anonymous'}@{domain}",
-            headers=[(AGENT_HEADER, aor) for aor in agents], call_id=session.agent_call_id,
+            headers=[(AGENT_HEADER, aor) for aor in agents] + steps.head_start(call), call_id=session.agent_call_id,
             on_reinvite=lambda sdp: self._agent_reinvite(session, sdp))
         session.agent = leg
         try:

@@ -1,7 +1,9 @@
 """Early mode: the flow for calls Kamailio holds (SIP-native trunks; nothing is billed before an agent answers).
 
-anchor media -> 183 with rtpengine's SDP through Kamailio's JSON-RPC -> prompt and listen -> decide -> the
-decision back over evapi, where Kamailio's `t_continue` rings the agents. Kamailio keeps its own timer: if this
+the tenant's plan for this caller (a blocked number gets 403 here, before any media) -> anchor media -> 183 with
+rtpengine's SDP through Kamailio's JSON-RPC -> prompt and listen, or the group a caller rule names -> decide -> the
+decision back over evapi, with the agent's head start (`head_start`: the X-Zhida-* headers Kamailio adds to each
+agent branch), where Kamailio's `t_continue` rings the agents. Kamailio keeps its own timer: if this
 process dies the call still reaches the fallback group. Any failure of the flow sends the call there at once.
 """
 
@@ -17,7 +19,9 @@ from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ms
 from zhida.call.states import Trigger
 from zhida.call.steps import CallSteps
+from zhida.events import CallOutcome
 from zhida.sip.evapi import EvapiLink
+from zhida.sip.headstart import evapi_fields
 from zhida.sip.rpc import KamailioRpc
 
 log = logging.getLogger(__name__)
@@ -43,11 +47,24 @@ class EarlyFlow:
             await self.machine.fail(call, f"controller error: {type(exc).__name__}: {exc}"[:200])
 
     async def _flow(self, call: Call) -> None:
+        plan = await self.steps.plan(call)
+        if plan.action == "refuse":
+            # no media anchored: the refusal leaves nothing behind but the record
+            log.info("call %s: caller %s refused by rule %s", call.call_id, call.caller, plan.rule)
+            call.path = "caller"
+            call.decision = {"kind": "refused", "group": "", "path": "caller", "caller_rule": plan.rule}
+            await self.rpc.reply(call.tindex, call.tlabel, 403, "Forbidden", to_tag=call.to_tag)
+            await self.machine.fire(call, Trigger.HANGUP, outcome=CallOutcome.REFUSED,
+                                    reason=f"refused by caller rule {plan.rule}")
+            return
         sdp = await self.steps.anchor_media(call)
         await self.rpc.reply(call.tindex, call.tlabel, 183, "Session Progress", to_tag=call.to_tag, body=sdp)
         call.timings["held_to_183_ms"] = ms(time.time() - call.held_at)
         await self.machine.fire(call, Trigger.MEDIA_READY)
-        result = await self.steps.understand(call, self.keep_alive)
+        if plan.action == "group":
+            result = await self.steps.caller_rule_result(call)
+        else:
+            result = await self.steps.understand(call, self.keep_alive)
         agents = await self.steps.decide(call, result)
         if agents is None:
             return
@@ -56,7 +73,8 @@ class EarlyFlow:
             log.warning("call %s: group %s has no agents; Kamailio's fallback takes it", call.call_id, group)
             self.send_fallback(call, "empty group")
             return
-        self.send(call, "route", group=group, agents=agents)
+        self.send(call, "route", group=group, agents=agents,
+                  head_start=evapi_fields(self.steps.head_start(call)))
 
     def keep_alive(self, call: Call) -> None:
         """Restarts Kamailio's timer on the held INVITE while the caller is being listened to."""

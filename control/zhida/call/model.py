@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from zhida.call.plan import CallPlan
 from zhida.call.states import INITIAL, CallState, Flow, Trigger
 from zhida.media.fork import AudioFork
 from zhida.v1 import routing_pb2
@@ -43,6 +44,12 @@ class Call:
     first_invite_at: float | None = None
     decided_at: float | None = None
     prompt_playing: bool = False
+    plan: CallPlan | None = None
+    # the caller's key presses (digit, when known), as the fork's detector reports them; read by the flow
+    keys: asyncio.Queue[tuple[str, float]] = field(default_factory=asyncio.Queue)
+    digits: list[str] = field(default_factory=list)  # every key pressed, in order, for the record
+    # how the call reached its group: speech, key (the human key), menu, caller (a caller rule), fallback
+    path: str = ""
     outcome: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 

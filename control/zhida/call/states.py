@@ -15,8 +15,9 @@ Any state -> ENDED on hangup. Where a step that follows depends on the flow, the
 Keys: a key that decides (the human key at any time, a choice of the fallback's DTMF menu) is `DTMF`, from a
 listening state or MENU to DECIDING; a key that only stops the prompt changes no state. `MENU` enters the
 fallback's DTMF menu (MENU state); no key before its timeout is `DECIDED` from MENU, to the fallback group.
-A caller-number rule that names a group decides before any prompt: `DECIDED` from EARLY_MEDIA/ANSWERED. A question that narrows the choice ("A or B?") is `DISAMBIGUATE`
-from DECIDING back to PROMPTING, the way REPROMPT is.
+A caller-number rule that names a group decides before any prompt: `DECIDED` from EARLY_MEDIA/ANSWERED.
+A question that narrows the choice ("A or B?") is `DISAMBIGUATE` from DECIDING back to PROMPTING, the way
+REPROMPT is.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import time
+import wave
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,19 @@ import grpc
 from zhida.call.agents import AgentBook
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ListenResult, ms, safe_name
+from zhida.call.plan import CallPlan, Gather, MenuChoice, default_plan, fetch_plan, menu_text
 from zhida.call.prompts import duration_s, prompt_path, synthesize
 from zhida.call.states import CallState, Trigger
 from zhida.codecs import sdp as sdp_codec
+from zhida.codecs import telephone_event
 from zhida.codecs.rtp import PT_PCMA
 from zhida.config import Config
 from zhida.directory import Directory, DirectoryError
 from zhida.events import CallEvent, CallEventKind, EventBus
+from zhida.media.dtmf import Digit, DtmfDetector
 from zhida.media.fork import AudioFork
 from zhida.media.ng import NgClient, NgError
+from zhida.sip.headstart import HeadStart, agent_headers
 from zhida.v1 import recognizer_pb2, recognizer_pb2_grpc, routing_pb2, routing_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -79,13 +84,22 @@ class CallSteps:
     async def anchor_media(self, call: Call) -> str:
         """ng offer (the caller's SDP) and answer (our stand-in socket, to-tag X): rtpengine's SDP for the caller.
 
-        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to).
+        rtpengine then sends the caller's audio to the stand-in socket (the fork the recogniser listens to), and
+        the fork's detector hears the caller's keys in it: telephone-events with the payload type the caller
+        offered (rtpengine passes it through whatever our answer says), in-band tones in the audio.
         """
-        fork, port = await AudioFork.open(self.config.controller.rtp_address)
-        call.fork = fork
         common = {"call-id": call.call_id, "from-tag": call.from_tag}
-        await self.ng.request("offer", sdp=call.caller_sdp, **MEDIA_FLAGS, **common,
-                              **self.direction("trunk", "controller"))
+        offer = await self.ng.request("offer", sdp=call.caller_sdp, **MEDIA_FLAGS, **common,
+                                      **self.direction("trunk", "controller"))
+        detector = DtmfDetector(event_payload_types=telephone_event.payload_types(str(offer.get("sdp", ""))))
+
+        def on_digit(digit: Digit, at: float) -> None:
+            call.digits.append(digit.digit)
+            call.keys.put_nowait((digit.digit, at))
+            log.info("call %s: key %s (%s)", call.call_id, digit.digit, digit.source)
+
+        fork, port = await AudioFork.open(self.config.controller.rtp_address, dtmf=detector, on_digit=on_digit)
+        call.fork = fork
         stand_in = sdp_codec.build_audio(self.config.controller.rtp_address, port)
         answer = await self.ng.request("answer", sdp=stand_in, **MEDIA_FLAGS, **{**common, "to-tag": call.to_tag})
         return str(answer["sdp"])
@@ -114,6 +128,20 @@ class CallSteps:
             return None
         return self.prompt_lengths_s[name]
 
+    async def play_file(self, call: Call, path: Path) -> float | None:
+        """Plays a tenant's own WAV (its prompt_file, an announcement); None when it is not there."""
+        if not path.is_absolute():
+            path = self.config.routing_tenants_dir / path
+        key = str(path.resolve())
+        if key not in self.prompts:
+            try:
+                self.prompt_lengths_s[key] = duration_s(path)
+            except (OSError, EOFError, wave.Error) as exc:
+                log.error("call %s: prompt file %s not played: %s", call.call_id, path, exc)
+                return None
+            self.prompts[key] = path.resolve()
+        return await self.play(call, key)
+
     async def play_text(self, call: Call, text: str) -> float | None:
         """Plays a prompt given by its text (synthesised on first use, then cached by text like the others)."""
         path = prompt_path(self.prompt_dir, text)
@@ -131,6 +159,73 @@ class CallSteps:
             call.prompt_playing = False
             with contextlib.suppress(NgError):
                 await self.ng.request("stop media", **{"call-id": call.call_id, "from-tag": call.from_tag})
+
+    # ----- the call's plan, keys -----
+
+    async def plan(self, call: Call) -> CallPlan:
+        """The tenant's plan for this caller (asked once, before any prompt); kept on the call."""
+        if call.plan is None:
+            call.plan = await fetch_plan(self.router, tenant=call.tenant, caller=call.caller, call_id=call.call_id,
+                                         ctl=self.config.controller)
+            if call.plan.rule:
+                log.info("call %s: caller rule %s -> %s", call.call_id, call.plan.rule, call.plan.action)
+        return call.plan
+
+    def _plan(self, call: Call) -> CallPlan:
+        return call.plan if call.plan is not None else default_plan(self.config.controller)
+
+    async def caller_rule_result(self, call: Call) -> ListenResult:
+        """A caller rule named the group: decided before any prompt."""
+        plan = self._plan(call)
+        call.path = "caller"
+        decision = routing_pb2.Decision(kind=routing_pb2.DECISION_KIND_ROUTE, group=plan.group,
+                                        reason=f"caller rule {plan.rule}", confidence=1.0)
+        return ListenResult("", 1.0, decision, "caller", 0)
+
+    async def _key_decides(self, call: Call, digit: str, path: str, decision: routing_pb2.Decision) -> ListenResult:
+        call.path = path
+        await self.stop_prompt(call)
+        await self.machine.fire(call, Trigger.DTMF, digit=digit)
+        return ListenResult("", 1.0, decision, "key" if path == "key" else "menu", 0)
+
+    def _human_decision(self, call: Call, digit: str) -> routing_pb2.Decision:
+        plan = self._plan(call)
+        group = plan.human_group or plan.fallback_group or self.fallback_group(call.tenant)
+        return routing_pb2.Decision(kind=routing_pb2.DECISION_KIND_ROUTE, group=group, human=True,
+                                    confidence=1.0, reason=f"key {digit}")
+
+    async def menu(self, call: Call, choices: Sequence[MenuChoice], fallback_group: str,
+                   keep_alive: KeepAlive) -> ListenResult:
+        """The fallback's DTMF menu: played, a key routes to its choice's group, the human key to the human
+        group; no key within the tenant's timeout (counted from the menu's end) is the fallback group."""
+        plan = self._plan(call)
+        await self.machine.fire(call, Trigger.MENU)
+        while not call.keys.empty():  # a key pressed before the menu chose nothing in it
+            call.keys.get_nowait()
+        length_s = await self.play_text(call, menu_text(tuple(choices))) or 0.0
+        keep_alive(call)
+        self.publish(call, CallEventKind.PROMPT, prompt="dtmf_menu", attempt=0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + length_s + plan.gather.dtmf_timeout_ms / 1000.0
+        by_digit = {choice.digit: choice for choice in choices}
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                digit, _ = await asyncio.wait_for(call.keys.get(), remaining)
+            except TimeoutError:
+                break
+            choice = by_digit.get(digit)
+            if choice is not None:
+                decision = routing_pb2.Decision(kind=routing_pb2.DECISION_KIND_ROUTE, route=choice.route,
+                                                group=choice.group, confidence=1.0, reason=f"menu key {digit}")
+                return await self._key_decides(call, digit, "menu", decision)
+            if plan.human_key and digit == plan.human_key:
+                return await self._key_decides(call, digit, "key", self._human_decision(call, digit))
+            log.info("call %s: key %s is no choice of the menu", call.call_id, digit)
+        await self.stop_prompt(call)
+        call.path = "fallback"
+        decision = routing_pb2.Decision(kind=routing_pb2.DECISION_KIND_FALLBACK, group=fallback_group,
+                                        reason="no key on the menu")
+        return ListenResult("", 0.0, decision, "menu_timeout", 0)
 
     # ----- prompt, listen, route -----
 
@@ -159,23 +254,88 @@ class CallSteps:
                 attempt = 2
                 result = await self.listen(call, attempt, keep_alive)
                 continue
+            return await self._after_listening(call, result, keep_alive)
+
+    async def _after_listening(self, call: Call, result: ListenResult, keep_alive: KeepAlive) -> ListenResult:
+        """Where the caller's words could not place the call and the fallback has a DTMF menu: the menu."""
+        decision = result.decision
+        if result.basis in ("key", "menu"):
             return result
+        if decision is not None and decision.kind not in (routing_pb2.DECISION_KIND_FALLBACK,
+                                                          routing_pb2.DECISION_KIND_REPROMPT,
+                                                          routing_pb2.DECISION_KIND_DISAMBIGUATE):
+            call.path = "speech"
+            return result
+        plan = self._plan(call)
+        choices: Sequence[MenuChoice] = plan.menu
+        fallback = plan.fallback_group
+        if decision is not None and decision.dtmf_menu:
+            choices = [MenuChoice(c.digit, c.route, c.group) for c in decision.dtmf_menu]
+            fallback = decision.group or fallback
+        call.path = "fallback"
+        if not choices:
+            return result
+        return await self.menu(call, choices, fallback or self.fallback_group(call.tenant), keep_alive)
 
     async def listen(self, call: Call, attempt: int, keep_alive: KeepAlive, *, question: str = "",
                      candidates: Sequence[str] = ()) -> ListenResult:
-        """One prompt and the caller's answer; `question` and `candidates` when the rules asked "A or B?"."""
+        """One prompt and the caller's answer; `question` and `candidates` when the rules asked "A or B?".
+
+        The caller's keys are heard meanwhile: any key stops the prompt (with barge-in), the human key decides
+        at once, for the human group."""
         assert call.fork is not None, "media is anchored before anyone listens"
+        gather = self._plan(call).gather
         name = "prompt" if attempt == 1 else "reprompt"
         if question:
             name = "disambiguation"
-            await self.play_text(call, question)
+            length_s = await self.play_text(call, question)
         else:
-            await self.play(call, name)
-        if attempt == 1 and not question:
+            length_s = await self._play_prompt(call, name, gather)
+        hearing = asyncio.create_task(
+            self._hear(call, attempt, keep_alive, name, gather, length_s or 0.0, candidates))
+        human_key = self._plan(call).human_key
+        try:
+            while True:
+                key = asyncio.create_task(call.keys.get())
+                await asyncio.wait({hearing, key}, return_when=asyncio.FIRST_COMPLETED)
+                if hearing.done():
+                    key.cancel()
+                    return hearing.result()
+                digit, _ = key.result()
+                if human_key and digit == human_key:
+                    hearing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await hearing
+                    return await self._key_decides(call, digit, "key", self._human_decision(call, digit))
+                if gather.barge_in:
+                    await self.stop_prompt(call)
+        finally:
+            hearing.cancel()
+
+    async def _play_prompt(self, call: Call, name: str, gather: Gather) -> float | None:
+        """The tenant's prompt (or re-prompt) as a file or a text, else the controller's own."""
+        file, text = (gather.prompt_file, gather.prompt) if name == "prompt" else (gather.reprompt_file,
+                                                                                  gather.reprompt)
+        if file:
+            length_s = await self.play_file(call, Path(file))
+            if length_s is not None:
+                return length_s
+        if text:
+            return await self.play_text(call, text)
+        return await self.play(call, name)
+
+    async def _hear(self, call: Call, attempt: int, keep_alive: KeepAlive, name: str, gather: Gather,
+                    prompt_s: float, candidates: Sequence[str]) -> ListenResult:
+        assert call.fork is not None, "media is anchored before anyone listens"
+        if attempt == 1 and name == "prompt":
             await self.machine.fire(call, Trigger.PROMPT_STARTED)
         keep_alive(call)
         self.publish(call, CallEventKind.PROMPT, prompt=name, attempt=attempt)
-        # Audio heard before this attempt's prompt belongs to no utterance of this attempt.
+        if not gather.barge_in and prompt_s > 0:
+            # barge-in off: the prompt plays to its end whatever the caller says meanwhile (keys still count)
+            await asyncio.sleep(prompt_s)
+            call.prompt_playing = False
+        # Audio heard before this attempt's prompt (or, without barge-in, during it) belongs to no utterance.
         while not call.fork.audio.empty():
             call.fork.audio.get_nowait()
         ctl = self.config.controller
@@ -184,8 +344,9 @@ class CallSteps:
             else recognizer_pb2.AUDIO_ENCODING_MULAW,
             sample_rate_hertz=8000, call_id=call.call_id, tenant=call.tenant, interim_results=True,
             endpointer=recognizer_pb2.EndpointerConfig(
-                end_silence_ms=ctl.end_silence_ms, no_input_timeout_ms=ctl.no_input_timeout_ms,
-                max_utterance_ms=ctl.max_utterance_ms, pause_ms=ctl.pause_ms),
+                end_silence_ms=gather.end_silence_ms, no_input_timeout_ms=gather.no_input_timeout_ms,
+                max_utterance_ms=gather.max_utterance_ms, pause_ms=ctl.pause_ms),
+            hot_words=list(self._plan(call).hot_words),
         )
         await self._recognizer_ready()
         stream = self.recognizer.StreamingRecognize(_audio_requests(call.fork, config))
@@ -193,7 +354,7 @@ class CallSteps:
         speech_started_at: float | None = None
         first_partial_logged = False
         # The endpointer counts audio time; a caller whose audio stops must still time out, by the wall clock.
-        wall_limit_s = (ctl.no_input_timeout_ms + ctl.max_utterance_ms) / 1000.0 + 2.0
+        wall_limit_s = (gather.no_input_timeout_ms + gather.max_utterance_ms) / 1000.0 + 2.0
         try:
             async with asyncio.timeout(wall_limit_s):
                 async for response in stream:
@@ -201,7 +362,8 @@ class CallSteps:
                     if response.speech_event == recognizer_pb2.SPEECH_EVENT_SPEECH_STARTED and not response.is_final:
                         speech_started_at = time.time()
                         speech_start_ms = response.audio_offset_ms
-                        await self.stop_prompt(call)  # barge-in
+                        if gather.barge_in:
+                            await self.stop_prompt(call)
                         await self.machine.fire(call, Trigger.SPEECH_STARTED)
                         keep_alive(call)
                         continue
@@ -223,7 +385,7 @@ class CallSteps:
                     paused = last_voiced_ms > 0 and heard_ms - last_voiced_ms >= ctl.pause_ms \
                         and response.audio_offset_ms >= last_voiced_ms
                     stable = response.audio_offset_ms - stable_since_ms >= ctl.stable_partial_ms
-                    if not (paused or stable) or last_voiced_ms - speech_start_ms < ctl.min_speech_ms:
+                    if not (paused or stable) or last_voiced_ms - speech_start_ms < gather.min_speech_ms:
                         continue
                     decision = await self.route(call, text, attempt, candidates)
                     log.debug("call %s: partial %r -> %s", call.call_id, text,
@@ -310,7 +472,9 @@ class CallSteps:
             "score": decision.score if decision else 0.0, "confidence": decision.confidence if decision else 0.0,
             "explanation": [{"term": c.term, "route": c.route, "weight": c.weight, "kind": c.kind}
                             for c in (decision.explanation if decision else [])],
-            "basis": result.basis,
+            "basis": result.basis, "path": call.path or "fallback", "digits": "".join(call.digits),
+            "human": bool(decision.human) if decision is not None else False,
+            "caller_rule": self._plan(call).rule,
         }
         eos_to_decision = ms(call.decided_at - call.end_of_speech_at) if call.end_of_speech_at else None
         if eos_to_decision is not None:
@@ -323,6 +487,15 @@ class CallSteps:
         if call.fork is not None:
             call.fork.close()
         return agents
+
+    def head_start(self, call: Call) -> list[tuple[str, str]]:
+        """The agent's INVITE headers: what the platform learned about this call (zhida.sip.headstart)."""
+        decision = call.decision
+        confidence = float(decision.get("confidence") or 0.0)
+        return agent_headers(HeadStart(
+            transcript=call.transcript, route=str(decision.get("route") or ""),
+            confidence=min(max(confidence, 0.0), 1.0) if decision.get("route") else None,
+            call_record=call.call_id, path=call.path or "fallback", digits="".join(call.digits)[:32]))
 
     def fallback_group(self, tenant: str) -> str:
         """The tenant's fallback group; "" for a tenant the directory does not know (Kamailio then decides)."""
@@ -357,9 +530,15 @@ class CallSteps:
             "call_id": call.call_id, "tenant": call.tenant, "caller": call.caller, "called": call.called,
             "state": call.state.value, "transcript": call.transcript, "words": call.words,
             "decision": call.decision, "disambiguations": call.disambiguations,
+            "path": call.path, "digits": "".join(call.digits),
+            "caller_rule": call.plan.rule if call.plan is not None else "",
             "group": call.decision.get("group", ""), "agents": call.agents, "agent": call.agent,
             "contact": call.contact, "outcome": call.outcome, "end_of_speech_to_invite_ms": eos_to_invite,
             "timings": call.timings,
+            "media": None if call.fork is None else {
+                "fork_packets": call.fork.packets, "fork_lost": call.fork.lost_packets,
+                "fork_dropped": call.fork.dropped_packets,
+            },
         }
 
     def write_record(self, call: Call) -> None:
@@ -382,7 +561,3 @@ async def _audio_requests(fork: AudioFork, config: recognizer_pb2.RecognitionCon
         if payload is None:
             return
         yield recognizer_pb2.StreamingRecognizeRequest(audio=payload)
-            "media": None if call.fork is None else {
-                "fork_packets": call.fork.packets, "fork_lost": call.fork.lost_packets,
-                "fork_dropped": call.fork.dropped_packets,
-            },
