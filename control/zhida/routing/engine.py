@@ -1,11 +1,14 @@
-"""The weighted rule engine: score(route) = bias + Σ weights of the route's terms found in the sentence.
+"""The weighted rule engine: score(route) = bias + Σ weights of the route's terms found in the sentence,
+plus, for a tenant with meaning rules, what its examples and learned layer give (see `semantic.py`).
 
 Confidence is the softmax of the route scores, so a sentence with no evidence is spread evenly over the
 routes (low confidence) and each matched term moves probability towards its routes; for learned weights it is
 exactly the fitted log-linear model's probability.  A hand-written tenant can add an implicit "not sure yet"
 alternative (`unsure_score`) so that a prefix with one weak term is not yet confident.  The explanation lists
-every term that contributed to the chosen route and its weight.  Below the tenant's threshold the fallback
-ladder applies: re-prompt while `attempt <= fallback.reprompts`, then the operator group or the DTMF menu.
+every term that contributed to the chosen route and its weight, and the route's nearest examples.  Below the
+tenant's threshold, a tenant with `disambiguation` asks "A or B?" when the two best routes qualify; otherwise
+the fallback ladder applies: re-prompt while `attempt <= fallback.reprompts`, then the operator group or the
+DTMF menu.  The answer to "A or B?" is decided with `candidates` (see `disambiguation.py`).
 """
 
 from __future__ import annotations
