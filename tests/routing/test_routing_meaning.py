@@ -103,6 +103,8 @@ def test_config_errors_name_the_key() -> None:
     assert e.value.line == 6  # the `semantic:` line (the text starts with a newline)
     with pytest.raises(ConfigError, match=r"routes/card/examples/0"):
         load_config(BANK.replace("examples: [我的信用卡丢了", "examples: [''"))
+    with pytest.raises(ConfigError, match=r"routes/card/examples/0: a blank example"):
+        load_config(BANK.replace("examples: [我的信用卡丢了", "examples: ['  '"))
 
 
 def test_hot_words(bank: TenantRules) -> None:

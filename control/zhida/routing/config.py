@@ -392,6 +392,10 @@ def _semantic(
 ) -> tuple[SemanticSettings | None, SemanticArrays | None]:
     """The `semantic:` block and its model file, checked against the routes."""
     block = doc.get("semantic")
+    for name, r in routes.items():
+        if "" in r.examples:
+            i = r.examples.index("")
+            raise fail(["routes", name, "examples", i], f"routes/{name}/examples/{i}: a blank example")
     has_examples = any(r.examples or r.learned_examples for r in routes.values())
     if block is None and not has_examples:
         return None, None
