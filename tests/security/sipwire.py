@@ -18,7 +18,7 @@ SDP = (
 
 
 def request(method: str, ruri: str, source: tuple[str, int], *, to_tag: str = "", route: str = "",
-            body: str = "", call_id: str = "", cseq: int = 1) -> bytes:
+            body: str = "", call_id: str = "", cseq: int = 1, extra: tuple[str, ...] = ()) -> bytes:
     ip, port = source
     headers = [
         f"{method} {ruri} SIP/2.0",
@@ -32,10 +32,20 @@ def request(method: str, ruri: str, source: tuple[str, int], *, to_tag: str = ""
     ]
     if route:
         headers.append(f"Route: {route}")
+    headers.extend(extra)
     if body:
         headers.append("Content-Type: " + ("application/sdp" if body.startswith("v=0") else "text/plain"))
     headers.append(f"Content-Length: {len(body.encode())}")
     return ("\r\n".join(headers) + "\r\n\r\n" + body).encode()
+
+
+def reply(data: bytes, code: int, reason: str) -> bytes:
+    """A final answer to the request `data`, as a UAS would send it back along its Via headers."""
+    lines = data.decode(errors="replace").split("\r\n\r\n", 1)[0].split("\r\n")
+    keep = [line for line in lines[1:] if line.split(":", 1)[0].strip().lower()
+            in ("via", "from", "call-id", "cseq")]
+    to = next(line for line in lines if line.lower().startswith("to:"))
+    return "\r\n".join([f"SIP/2.0 {code} {reason}", *keep, f"{to};tag=uas{code}", "Content-Length: 0", "", ""]).encode()
 
 
 class Peer:

@@ -18,7 +18,7 @@ from zhida.stack.up import kamailio_rpc
 
 from tests.call.conftest import TRUNK_IP, Agents
 from tests.security.conftest import kamailio_log, media_sessions, sip_target, tone_wav
-from tests.security.sipwire import SDP, EvapiClient, peer, request
+from tests.security.sipwire import SDP, EvapiClient, peer, reply, request
 
 KNOWN_NUMBER = "4008001234"
 # the demo platform's answered-mode trunk: its calls would go to the controller's B2BUA
@@ -168,3 +168,31 @@ def test_extend_keeps_a_held_call_past_the_controller_timeout(edge: Config, cont
         controller.send(json.dumps({"action": "fallback", "call_id": call_id}).encode())
         # an earlier test's agent may still be registered: its ring timeout (3 s) comes before the 480
         assert trunk.codes(timeout=8)[-1:] == [480]
+
+
+def test_the_head_start_reaches_the_agent_and_a_carrier_cannot_forge_it(edge: Config,
+                                                                       controller: EvapiClient) -> None:
+    with peer("127.0.0.11") as agent, peer(TRUNK_IP) as trunk:
+        # the agent's phone: a location entry pointing at this socket, so the INVITE's bytes can be read
+        kamailio_rpc(edge.sip.rpc_port, "ul.add", "location", "1001@demo.zhida.local",
+                     f"sip:1001@127.0.0.11:{agent.address[1]}", 60, 1, "", 0, 0, -1)
+        try:
+            trunk.send(request("INVITE", f"sip:{KNOWN_NUMBER}@{edge.sip.address}", trunk.address,
+                               body=SDP.format(ip=TRUNK_IP), extra=("X-Zhida-Transcript: forged",
+                                                                    "X-Zhida-Route: vip")), sip_target(edge))
+            held = json.loads(controller.messages(timeout=1)[0])
+            controller.send(json.dumps({
+                "action": "route", "call_id": held["call"]["call_id"], "group": "repair",
+                "agents": ["sip:1001@demo.zhida.local"],
+                "head_start": {"transcript": "%E7%A9%BA%E8%B0%83", "route": "repair", "path": "speech"},
+            }).encode())
+            invites = [data for data in agent.received(timeout=1) if data.startswith(b"INVITE ")]
+            assert invites, "the agent got no INVITE"
+            text = invites[0].decode()
+            assert "\r\nX-Zhida-Transcript: %E7%A9%BA%E8%B0%83\r\n" in text
+            assert "\r\nX-Zhida-Route: repair\r\n" in text and "\r\nX-Zhida-Path: speech\r\n" in text
+            assert "forged" not in text and "vip" not in text
+            agent.send(reply(invites[0], 486, "Busy Here"), sip_target(edge))
+            assert trunk.codes(timeout=8)[-1:] == [480]
+        finally:
+            kamailio_rpc(edge.sip.rpc_port, "ul.rm", "location", "1001@demo.zhida.local")
