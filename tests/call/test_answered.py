@@ -320,6 +320,27 @@ def test_pstn_caller_hangs_up_during_the_prompt(
     assert repair.received_calls() == [] and operator.received_calls() == []
 
 
+def test_an_answered_caller_whose_recogniser_is_gone_is_bridged_to_the_fallback_group_at_once(
+    phones: Agents, recognizer_killed: Config, repair_frames: list[bytes], tmp_path: Path
+) -> None:
+    """Answered mode cannot hand the call back to Kamailio: its own agent leg goes to the fallback group."""
+    repair = phones.start("1001")
+    operator = phones.start("1091")
+    rc, call_id, trace, media = answered_call(recognizer_killed, tmp_path, repair_frames, hangup_after_ms=9000)
+    assert rc == 0, trace[-3000:]
+    record = wait_for_record(recognizer_killed, call_id, timeout_s=10)
+    assert record.get("outcome") == "connected", record
+    assert record["decision"]["kind"] == "fallback" and record["group"] == "operator", record
+    agent_call = call_id + "-agent"
+    assert agent_call in operator.received_calls() and repair.received_calls() == []
+    log = controller_log(recognizer_killed)
+    assert f"call {call_id} failed in prompting" in log
+    assert f"call {call_id}: prompting -> failed -> bridging" in log
+    # connected within the caller's 9 s (a listening timeout alone is 6 s of no input, then the re-prompt's)
+    assert len(media.echoes()) >= 25, "the caller's audio did not come back through the operator"
+    assert wait_no_media_session(recognizer_killed) == []
+
+
 def test_a_hung_controller_does_not_lose_an_answered_mode_call(
     phones: Agents, full_stack: Config, repair_frames: list[bytes], tmp_path: Path
 ) -> None:
