@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,8 @@ from zhida.media.dtmf import Digit, DtmfDetector
 log = logging.getLogger(__name__)
 
 AUDIO_PAYLOAD_TYPES = (rtp.PT_PCMU, rtp.PT_PCMA)
+# seconds of one caller's RTP even with the kernel's per-packet overhead; the kernel caps it at net.core.rmem_max
+RECEIVE_BUFFER_BYTES = 1 << 20
 
 DigitHandler = Callable[[Digit, float], None]
 
@@ -63,6 +66,12 @@ class AudioFork(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # The default buffer (~200 KB shared by all traffic of the socket) overflows within a second of the
+            # event loop stalling under many calls; what overflows is speech the recogniser never hears.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
