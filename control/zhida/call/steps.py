@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
 from zhida.call.agents import AgentBook
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ListenResult, ms, safe_name
@@ -553,6 +552,10 @@ class CallSteps:
         self.bus.publish(CallEvent(call.call_id, call.tenant, kind, data))
 
 
+# 500 ms of 20 ms packets: well under the recogniser's limit on one audio message (1 s)
+MAX_PACKETS_PER_MESSAGE = 25
+
+
 async def _audio_requests(fork: AudioFork, config: recognizer_pb2.RecognitionConfig
                           ) -> AsyncIterator[recognizer_pb2.StreamingRecognizeRequest]:
     yield recognizer_pb2.StreamingRecognizeRequest(config=config)
@@ -573,7 +576,3 @@ async def _audio_requests(fork: AudioFork, config: recognizer_pb2.RecognitionCon
         yield recognizer_pb2.StreamingRecognizeRequest(audio=b"".join(chunk))
         if ended:
             return
-# 500 ms of 20 ms packets: well under the recogniser's limit on one audio message (1 s)
-MAX_PACKETS_PER_MESSAGE = 25
-
-
