@@ -53,7 +53,9 @@ class EarlyFlow:
             log.info("call %s: caller %s refused by rule %s", call.call_id, call.caller, plan.rule)
             call.path = "caller"
             call.decision = {"kind": "refused", "group": "", "path": "caller", "caller_rule": plan.rule}
-            await self.rpc.reply(call.tindex, call.tlabel, 403, "Forbidden", to_tag=call.to_tag)
+            # tm.reply cannot send an empty body (Kamailio fails to allocate a zero-length lump): a line of text
+            await self.rpc.call("tm.reply", 403, "Forbidden", f"{call.tindex}:{call.tlabel}", call.to_tag,
+                                "Content-Type: text/plain\r\n", "refused\r\n")
             await self.machine.fire(call, Trigger.HANGUP, outcome=CallOutcome.REFUSED,
                                     reason=f"refused by caller rule {plan.rule}")
             return

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from zhida.call.agents import AgentBook
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ListenResult, ms, safe_name
@@ -51,6 +52,9 @@ MEDIA_FLAGS: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE
 # How long a call waits for a recogniser connection that is not up (just restarted, or gone); the channels
 # retry at least this often (zhida.call.controller.CHANNEL_OPTIONS).
 RECONNECT_WAIT_S = 1.5
+
+# The DTMF menu restarts the holder's timer this often while it waits for a key (Kamailio's is seconds long).
+MENU_KEEP_ALIVE_S = 2.0
 
 # Called while a call listens, so that its flow can tell whoever holds the call that it is still alive.
 KeepAlive = Callable[[Call], None]
@@ -94,7 +98,9 @@ class CallSteps:
 
         def on_digit(digit: Digit, at: float) -> None:
             call.digits.append(digit.digit)
-            call.keys.put_nowait((digit.digit, at))
+            # a tone's press began with the packet holding its first sample (38 ms before it could be told)
+            began = call.fork.timestamp_arrival(digit.timestamp) if digit.source == "inband" and call.fork else None
+            call.keys.put_nowait((digit.digit, began or at))
             log.info("call %s: key %s (%s)", call.call_id, digit.digit, digit.source)
 
         fork, port = await AudioFork.open(self.config.controller.rtp_address, dtmf=detector, on_digit=on_digit)
@@ -122,6 +128,8 @@ class CallSteps:
             await self.ng.request("play media", **{"call-id": call.call_id, "from-tag": call.from_tag},
                                   file=str(self.prompts[name]))
             call.prompt_playing = True
+            call.timings["prompt_started_at"] = time.time()
+            call.timings["prompt_s"] = self.prompt_lengths_s[name]
         except NgError as exc:
             log.error("call %s: prompt %s not played: %s", call.call_id, name, exc)
             return None
@@ -156,6 +164,10 @@ class CallSteps:
     async def stop_prompt(self, call: Call) -> None:
         if call.prompt_playing:
             call.prompt_playing = False
+            played_s = time.time() - call.timings.get("prompt_started_at", 0.0)
+            if played_s < call.timings.get("prompt_s", 0.0) and "prompt_cut_ms" not in call.timings:
+                # barge-in (speech or a key) cut a prompt short: when, for the record
+                call.timings["prompt_cut_ms"] = ms(played_s)
             with contextlib.suppress(NgError):
                 await self.ng.request("stop media", **{"call-id": call.call_id, "from-tag": call.from_tag})
 
@@ -181,8 +193,10 @@ class CallSteps:
                                         reason=f"caller rule {plan.rule}", confidence=1.0)
         return ListenResult("", 1.0, decision, "caller", 0)
 
-    async def _key_decides(self, call: Call, digit: str, path: str, decision: routing_pb2.Decision) -> ListenResult:
+    async def _key_decides(self, call: Call, digit: str, pressed_at: float, path: str,
+                           decision: routing_pb2.Decision) -> ListenResult:
         call.path = path
+        call.timings["key_at"] = pressed_at
         await self.stop_prompt(call)
         await self.machine.fire(call, Trigger.DTMF, digit=digit)
         return ListenResult("", 1.0, decision, "key" if path == "key" else "menu", 0)
@@ -209,16 +223,18 @@ class CallSteps:
         by_digit = {choice.digit: choice for choice in choices}
         while (remaining := deadline - loop.time()) > 0:
             try:
-                digit, _ = await asyncio.wait_for(call.keys.get(), remaining)
+                # woken now and then: whoever holds the call (Kamailio's timer) hears it is still alive
+                digit, pressed_at = await asyncio.wait_for(call.keys.get(), min(remaining, MENU_KEEP_ALIVE_S))
             except TimeoutError:
-                break
+                keep_alive(call)
+                continue
             choice = by_digit.get(digit)
             if choice is not None:
                 decision = routing_pb2.Decision(kind=routing_pb2.DECISION_KIND_ROUTE, route=choice.route,
                                                 group=choice.group, confidence=1.0, reason=f"menu key {digit}")
-                return await self._key_decides(call, digit, "menu", decision)
+                return await self._key_decides(call, digit, pressed_at, "menu", decision)
             if plan.human_key and digit == plan.human_key:
-                return await self._key_decides(call, digit, "key", self._human_decision(call, digit))
+                return await self._key_decides(call, digit, pressed_at, "key", self._human_decision(call, digit))
             log.info("call %s: key %s is no choice of the menu", call.call_id, digit)
         await self.stop_prompt(call)
         call.path = "fallback"
@@ -300,12 +316,12 @@ class CallSteps:
                 if hearing.done():
                     key.cancel()
                     return hearing.result()
-                digit, _ = key.result()
+                digit, pressed_at = key.result()
                 if human_key and digit == human_key:
                     hearing.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await hearing
-                    return await self._key_decides(call, digit, "key", self._human_decision(call, digit))
+                    return await self._key_decides(call, digit, pressed_at, "key", self._human_decision(call, digit))
                 if gather.barge_in:
                     await self.stop_prompt(call)
         finally:
@@ -525,6 +541,8 @@ class CallSteps:
         eos_to_invite = None
         if call.end_of_speech_at is not None and call.first_invite_at is not None:
             eos_to_invite = ms(call.first_invite_at - call.end_of_speech_at)
+        if call.first_invite_at is not None and "key_at" in call.timings:
+            call.timings["key_to_invite_ms"] = ms(call.first_invite_at - call.timings["key_at"])
         return {
             "call_id": call.call_id, "tenant": call.tenant, "caller": call.caller, "called": call.called,
             "state": call.state.value, "transcript": call.transcript, "words": call.words,
