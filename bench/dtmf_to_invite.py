@@ -12,6 +12,13 @@ agent INVITE (its `agent_invite` event, `$TV(Sn)`): the in-band detector's wait 
 the evapi round trip, Kamailio's lookup, rtpengine's offer on the agent branch and the relay; not the call flow's
 own steps. A phone sends its first telephone-event at key-down, but the packet holding a tone's start only when
 that packet is full (up to 20 ms later): bench.dtmf_inband measures the in-band delay from the tone's first sample.
+
+    nice -n 5 python -m bench.dtmf_to_invite --calls 20 --controller
+
+runs the whole stack instead (recogniser, routing, the real controller) and presses the demo tenant's human key 0
+during the prompt: the latency is the controller's own `key_to_invite_ms` of each call record (the same two ends:
+the fork's arrival of the press, Kamailio's `agent_invite` ts), now through the call flow's steps as well
+(the key queue, the listening task's cancel, the state machine, the agents' lookup, the evapi route decision).
 """
 
 from __future__ import annotations
@@ -143,11 +150,59 @@ async def run(config: Config, work: Path, calls: int) -> dict[str, Any]:
     return report
 
 
+def through_controller(config: Config, work: Path, calls: int) -> dict[str, Any]:
+    """Calls with key 0 during the prompt through the real controller; its records' key_to_invite_ms."""
+    from zhida.stack.calls import wait_for_record
+
+    target = f"{config.sip.address}:{config.sip.port}"
+    report: dict[str, Any] = {}
+    for kind in ("rfc4733", "inband"):
+        pcap = work / f"{kind}.pcap"
+        write_packets_pcap(pcap, caller_packets(kind))
+        scenario = caller_scenario(pcap, work / f"{kind}.xml")
+        delays, failed = [], 0
+        for _ in range(calls):
+            result = run_caller(target, scenario, NUMBER, local_ip="127.0.0.2", work_dir=work, timeout_s=30)
+            record = wait_for_record(config, result.call_id, timeout_s=10)
+            delay = (record.get("timings") or {}).get("key_to_invite_ms")
+            if result.returncode != 0 or record.get("path") != "key" or delay is None:
+                failed += 1
+                continue
+            delays.append(float(delay))
+        report[kind] = {"calls": calls, "failed": failed, "p50_ms": round(statistics.median(delays), 1),
+                        "p95_ms": round(percentile(delays, 95), 1), "min_ms": round(min(delays), 1),
+                        "max_ms": round(max(delays), 1)} if delays else {"calls": calls, "failed": failed}
+        print(json.dumps({kind: report[kind]}), flush=True)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20, help="calls per kind of key")
+    parser.add_argument("--controller", action="store_true",
+                        help="through the whole stack and the real controller (the human key of the demo tenant)")
     args = parser.parse_args()
     from tests.call.conftest import start_stack
+
+    if args.controller:
+        with tempfile.TemporaryDirectory(prefix="zhida-bench-") as tmp:
+            work = Path(tmp)
+            config = start_stack(work / "run")
+            phones = []
+            try:
+                for username in ("1091", "1092"):
+                    phone = start_agent_phone(username=username, password=f"demo-{username}-pass",
+                                              domain="demo.zhida.local", ip="127.0.0.3", work_dir=work)
+                    phones.append(phone)
+                    if register_agent(f"{config.sip.address}:{config.sip.port}", phone, work_dir=work) != 0:
+                        raise RuntimeError(f"agent {username} did not register")
+                time.sleep(0.5)
+                print(json.dumps(through_controller(config, work, args.calls)))
+            finally:
+                for phone in phones:
+                    phone.stop()
+                stack.down(config)
+        return
 
     with tempfile.TemporaryDirectory(prefix="zhida-bench-") as tmp:
         work = Path(tmp)

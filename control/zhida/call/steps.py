@@ -354,15 +354,7 @@ class CallSteps:
         while not call.fork.audio.empty():
             call.fork.audio.get_nowait()
         ctl = self.config.controller
-        config = recognizer_pb2.RecognitionConfig(
-            encoding=recognizer_pb2.AUDIO_ENCODING_ALAW if call.fork.payload_type == PT_PCMA
-            else recognizer_pb2.AUDIO_ENCODING_MULAW,
-            sample_rate_hertz=8000, call_id=call.call_id, tenant=call.tenant, interim_results=True,
-            endpointer=recognizer_pb2.EndpointerConfig(
-                end_silence_ms=gather.end_silence_ms, no_input_timeout_ms=gather.no_input_timeout_ms,
-                max_utterance_ms=gather.max_utterance_ms, pause_ms=ctl.pause_ms),
-            hot_words=list(self._plan(call).hot_words),
-        )
+        config = recognition_config(call, self._plan(call), pause_ms=ctl.pause_ms)
         await self._recognizer_ready()
         stream = self.recognizer.StreamingRecognize(_audio_requests(call.fork, config))
         stable_text, stable_since_ms, last_voiced_ms, speech_start_ms = "", 0, 0, 0
@@ -572,6 +564,20 @@ class CallSteps:
 
 # 500 ms of 20 ms packets: well under the recogniser's limit on one audio message (1 s)
 MAX_PACKETS_PER_MESSAGE = 25
+
+
+def recognition_config(call: Call, plan: CallPlan, *, pause_ms: int) -> recognizer_pb2.RecognitionConfig:
+    """The recogniser's settings for one attempt: the tenant's endpointer timeouts and hot words."""
+    gather = plan.gather
+    payload_type = call.fork.payload_type if call.fork is not None else None
+    return recognizer_pb2.RecognitionConfig(
+        encoding=recognizer_pb2.AUDIO_ENCODING_ALAW if payload_type == PT_PCMA else recognizer_pb2.AUDIO_ENCODING_MULAW,
+        sample_rate_hertz=8000, call_id=call.call_id, tenant=call.tenant, interim_results=True,
+        endpointer=recognizer_pb2.EndpointerConfig(
+            end_silence_ms=gather.end_silence_ms, no_input_timeout_ms=gather.no_input_timeout_ms,
+            max_utterance_ms=gather.max_utterance_ms, pause_ms=pause_ms),
+        hot_words=list(plan.hot_words),
+    )
 
 
 async def _audio_requests(fork: AudioFork, config: recognizer_pb2.RecognitionConfig
