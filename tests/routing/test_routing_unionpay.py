@@ -8,7 +8,8 @@ at the value cross-validation chooses (10) to keep the test to one cross-validat
 The bar, with the meaning rules (terms + sentence encoder + the training sentences as examples): the best
 route alone beats the terms-only learner (78.5 % top-1) and the TF-IDF reference (77.9 %); at most 6 % of
 sentences go to a wrong group; followed through disambiguation and a re-prompt, at least 83 % of calls reach
-the right group (84.8 % measured; the issue's 85 % is not reached without the catalogue).  The metrics are defined in zhida.routing.evaluate; the figures in docs/benchmarks/routing.md.
+the right group (84.8 % measured; 85 % is not reached without the catalogue).  The metrics are defined in
+zhida.routing.evaluate; the figures are in docs/benchmarks/routing.md.
 """
 
 from __future__ import annotations
