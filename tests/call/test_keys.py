@@ -51,7 +51,7 @@ callers:
 gather:
   prompt: 请用一句话说出您的问题
   reprompt: 请再说一遍
-  no_input_timeout_ms: 1500
+  no_input_timeout_ms: 2500
   end_silence_ms: 500
   dtmf_timeout_ms: 1500
 human:
@@ -174,8 +174,8 @@ def test_an_inband_zero_rings_the_operator(keys_stack: Config, book: Agents, tmp
 def test_a_key_on_the_dtmf_menu_routes_to_its_group(keys_stack: Config, book: Agents, tmp_path: Path) -> None:
     delivery = header_phone(book, "1011")
     # silence through the prompt and the re-prompt, then "2" every second: the first one the menu hears chooses
-    presses = [(at, "2") for at in np.arange(4.0, 20.0, 1.0)]
-    rc, call_id = call(keys_stack, tmp_path, caller_pcap(tmp_path / "menu.pcap", silence(22000), presses))
+    presses = [(at, "2") for at in np.arange(4.0, 24.0, 1.0)]
+    rc, call_id = call(keys_stack, tmp_path, caller_pcap(tmp_path / "menu.pcap", silence(26000), presses))
     assert rc == 0
     found = record(keys_stack, call_id)
     assert (found["group"], found["path"]) == ("delivery", "menu"), found
@@ -186,7 +186,7 @@ def test_a_key_on_the_dtmf_menu_routes_to_its_group(keys_stack: Config, book: Ag
 
 def test_no_key_on_the_menu_goes_to_the_fallback_group(keys_stack: Config, book: Agents, tmp_path: Path) -> None:
     operator = header_phone(book, "1091")
-    rc, call_id = call(keys_stack, tmp_path, caller_pcap(tmp_path / "silent.pcap", silence(25000), []))
+    rc, call_id = call(keys_stack, tmp_path, caller_pcap(tmp_path / "silent.pcap", silence(30000), []))
     assert rc == 0
     found = record(keys_stack, call_id)
     assert (found["group"], found["path"], found["digits"]) == ("operator", "fallback", ""), found
@@ -301,3 +301,32 @@ def test_barge_in_off_the_prompt_plays_to_its_end_while_the_caller_speaks(
     assert rc == 0
     timings = record(keys_stack, call_id)["timings"]
     assert timings.get("prompt_cut_ms", 1e9) < timings["prompt_s"] * 1000, json.dumps(timings)
+
+
+def test_answered_mode_a_blocked_caller_hears_the_announcement_then_is_hung_up(
+        keys_stack: Config, tmp_path: Path) -> None:
+    scenario = tmp_path / "pstn_blocked.xml"
+    scenario.write_text((SCENARIOS / "pstn_caller.xml").read_text().replace("@HANGUP_AFTER_MS@", "15000")
+                        .replace("13800138000", BLOCKED))
+    media = PstnMedia(PSTN_IP, [])
+    inf = tmp_path / "pstn.csv"
+    inf.write_text(f"SEQUENTIAL\n{NUMBER};{PSTN_IP};{media.port}\n")
+    messages = tmp_path / "pstn-messages.log"
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            ["sipp", f"{keys_stack.sip.address}:{keys_stack.sip.port}", "-sf", str(scenario), "-inf", str(inf),
+             "-i", PSTN_IP, "-p", "0", "-m", "1", "-timeout", "30", "-timeout_error", "-trace_msg",
+             "-message_file", str(messages), "-nostdin"],
+            capture_output=True, text=True, timeout=45, cwd=tmp_path)
+    finally:
+        media.stop()
+    took_s = time.monotonic() - started
+    trace = messages.read_text(errors="replace")
+    assert done.returncode == 0, trace[-1500:]
+    assert "BYE sip:" in trace and took_s < 14, "the platform did not hang up after the announcement"
+    call_id = trace.split("Call-ID:", 1)[1].split()[0]
+    found = record(keys_stack, call_id)
+    assert (found["outcome"], found["caller_rule"], found["path"]) == ("refused", "blocked", "caller"), found
+    assert len(media.received) > 25, "no announcement heard"  # at least half a second of it
+    assert call_id not in ng_request(keys_stack, "list", limit="100").get("calls", [])

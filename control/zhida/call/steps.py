@@ -53,8 +53,9 @@ MEDIA_FLAGS: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE
 # retry at least this often (zhida.call.controller.CHANNEL_OPTIONS).
 RECONNECT_WAIT_S = 1.5
 
-# The DTMF menu restarts the holder's timer this often while it waits for a key (Kamailio's is seconds long).
-MENU_KEEP_ALIVE_S = 2.0
+# A call that waits for the caller (speech or a key) restarts its holder's timer this often (Kamailio's is
+# seconds long).
+KEEP_ALIVE_S = 2.0
 
 # Called while a call listens, so that its flow can tell whoever holds the call that it is still alive.
 KeepAlive = Callable[[Call], None]
@@ -224,7 +225,7 @@ class CallSteps:
         while (remaining := deadline - loop.time()) > 0:
             try:
                 # woken now and then: whoever holds the call (Kamailio's timer) hears it is still alive
-                digit, pressed_at = await asyncio.wait_for(call.keys.get(), min(remaining, MENU_KEEP_ALIVE_S))
+                digit, pressed_at = await asyncio.wait_for(call.keys.get(), min(remaining, KEEP_ALIVE_S))
             except TimeoutError:
                 keep_alive(call)
                 continue
@@ -309,14 +310,19 @@ class CallSteps:
         hearing = asyncio.create_task(
             self._hear(call, attempt, keep_alive, name, gather, length_s or 0.0, candidates))
         human_key = self._plan(call).human_key
+        key: asyncio.Task[tuple[str, float]] | None = None
         try:
             while True:
-                key = asyncio.create_task(call.keys.get())
-                await asyncio.wait({hearing, key}, return_when=asyncio.FIRST_COMPLETED)
+                key = key or asyncio.create_task(call.keys.get())
+                await asyncio.wait({hearing, key}, timeout=KEEP_ALIVE_S, return_when=asyncio.FIRST_COMPLETED)
                 if hearing.done():
-                    key.cancel()
                     return hearing.result()
+                if not key.done():
+                    # a silent caller: whoever holds the call (Kamailio's timer) hears the call is still alive
+                    keep_alive(call)
+                    continue
                 digit, pressed_at = key.result()
+                key = None
                 if human_key and digit == human_key:
                     hearing.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -326,6 +332,8 @@ class CallSteps:
                     await self.stop_prompt(call)
         finally:
             hearing.cancel()
+            if key is not None:
+                key.cancel()
 
     async def _play_prompt(self, call: Call, name: str, gather: Gather) -> float | None:
         """The tenant's prompt (or re-prompt) as a file or a text, else the controller's own."""
@@ -354,14 +362,16 @@ class CallSteps:
         while not call.fork.audio.empty():
             call.fork.audio.get_nowait()
         ctl = self.config.controller
-        config = recognition_config(call, self._plan(call), pause_ms=ctl.pause_ms)
+        # With barge-in the stream opens as the prompt starts: the caller's time to answer begins at its end.
+        prompt_ms = int(prompt_s * 1000) if gather.barge_in else 0
+        config = recognition_config(call, self._plan(call), pause_ms=ctl.pause_ms, prompt_ms=prompt_ms)
         await self._recognizer_ready()
         stream = self.recognizer.StreamingRecognize(_audio_requests(call.fork, config))
         stable_text, stable_since_ms, last_voiced_ms, speech_start_ms = "", 0, 0, 0
         speech_started_at: float | None = None
         first_partial_logged = False
         # The endpointer counts audio time; a caller whose audio stops must still time out, by the wall clock.
-        wall_limit_s = (gather.no_input_timeout_ms + gather.max_utterance_ms) / 1000.0 + 2.0
+        wall_limit_s = (prompt_ms + gather.no_input_timeout_ms + gather.max_utterance_ms) / 1000.0 + 2.0
         try:
             async with asyncio.timeout(wall_limit_s):
                 async for response in stream:
@@ -566,15 +576,17 @@ class CallSteps:
 MAX_PACKETS_PER_MESSAGE = 25
 
 
-def recognition_config(call: Call, plan: CallPlan, *, pause_ms: int) -> recognizer_pb2.RecognitionConfig:
-    """The recogniser's settings for one attempt: the tenant's endpointer timeouts and hot words."""
+def recognition_config(call: Call, plan: CallPlan, *, pause_ms: int, prompt_ms: int = 0
+                       ) -> recognizer_pb2.RecognitionConfig:
+    """The recogniser's settings for one attempt: the tenant's endpointer timeouts and hot words; the no-input
+    timeout counts from the end of a prompt of `prompt_ms` that plays while the stream is open."""
     gather = plan.gather
     payload_type = call.fork.payload_type if call.fork is not None else None
     return recognizer_pb2.RecognitionConfig(
         encoding=recognizer_pb2.AUDIO_ENCODING_ALAW if payload_type == PT_PCMA else recognizer_pb2.AUDIO_ENCODING_MULAW,
         sample_rate_hertz=8000, call_id=call.call_id, tenant=call.tenant, interim_results=True,
         endpointer=recognizer_pb2.EndpointerConfig(
-            end_silence_ms=gather.end_silence_ms, no_input_timeout_ms=gather.no_input_timeout_ms,
+            end_silence_ms=gather.end_silence_ms, no_input_timeout_ms=prompt_ms + gather.no_input_timeout_ms,
             max_utterance_ms=gather.max_utterance_ms, pause_ms=pause_ms),
         hot_words=list(plan.hot_words),
     )
