@@ -38,6 +38,8 @@ class Call:
     agents: list[str] = field(default_factory=list)
     # each "A or B?" question the caller was asked: its text and the two routes it chose between
     disambiguations: list[dict[str, Any]] = field(default_factory=list)
+    rules_version: str = ""  # the tenant's rule set that decided, and whether it was an A/B test's candidate
+    rules_arm: str = "live"
     agent: str = ""
     contact: str = ""
     end_of_speech_at: float | None = None

@@ -47,6 +47,7 @@ KIND_NAMES = {
     routing_pb2.DECISION_KIND_AFTER_HOURS: "after_hours",
     routing_pb2.DECISION_KIND_DISAMBIGUATE: "disambiguate",
 }
+RULES_ARMS = {routing_pb2.RULES_ARM_LIVE: "live", routing_pb2.RULES_ARM_CANDIDATE: "candidate"}
 MEDIA_FLAGS: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE": "remove"}
 
 # How long a call waits for a recogniser connection that is not up (just restarted, or gone); the channels
@@ -469,6 +470,8 @@ class CallSteps:
             # sends the call to the fallback group now rather than re-prompting a caller who was heard.
             raise DependencyFailed(f"routing {exc.code().name}: {exc.details()}") from exc
         call.words = [{"text": w.text, "tag": w.tag} for w in answer.words]
+        call.rules_version = answer.rules_version
+        call.rules_arm = RULES_ARMS.get(answer.rules_arm, "live")
         decision: routing_pb2.Decision = answer.decision
         return decision
 
@@ -492,6 +495,8 @@ class CallSteps:
             "basis": result.basis, "path": call.path or "fallback", "digits": "".join(call.digits),
             "human": bool(decision.human) if decision is not None else False,
             "caller_rule": self._plan(call).rule,
+            # which of the tenant's rule sets decided (an A/B test's candidate or the live one)
+            "rules_version": call.rules_version, "rules_arm": call.rules_arm,
         }
         eos_to_decision = ms(call.decided_at - call.end_of_speech_at) if call.end_of_speech_at else None
         if eos_to_decision is not None:
