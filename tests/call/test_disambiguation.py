@@ -84,3 +84,5 @@ def test_a_caller_asked_a_or_b_is_routed_by_the_answer(ambiguous_tenant: Config,
         {"question": "请问您是要咨询维修还是送货？", "candidates": ["repair", "delivery"]}
     ], record
     assert record["decision"]["kind"] == "route", record
+    # the rule set that decided, as the routing service stamped it (no A/B test here: the live one)
+    assert record["decision"]["rules_version"] and record["decision"]["rules_arm"] == "live", record
