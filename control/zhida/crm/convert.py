@@ -29,6 +29,7 @@ OUTCOME_TO_PB = {
     "fallback": pb.CALL_OUTCOME_FALLBACK,
     "no_agent": pb.CALL_OUTCOME_NO_AGENT,
     "failed": pb.CALL_OUTCOME_FAILED,
+    "refused": pb.CALL_OUTCOME_REFUSED,
 }
 PB_TO_OUTCOME = {value: key for key, value in OUTCOME_TO_PB.items()}
 

@@ -63,7 +63,7 @@ PROMPTS = Counter(
 )
 
 ENDED_MEMORY = 10_000
-OUTCOMES = ("connected", "abandoned", "fallback", "no_agent", "failed")
+OUTCOMES = ("connected", "abandoned", "fallback", "no_agent", "failed", "refused")
 
 
 class CallMetrics:

@@ -32,6 +32,7 @@ class CallOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_OUTCOME_FALLBACK: _ClassVar[CallOutcome]
     CALL_OUTCOME_NO_AGENT: _ClassVar[CallOutcome]
     CALL_OUTCOME_FAILED: _ClassVar[CallOutcome]
+    CALL_OUTCOME_REFUSED: _ClassVar[CallOutcome]
 
 class RoutingDecisionKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -59,6 +60,7 @@ CALL_OUTCOME_ABANDONED: CallOutcome
 CALL_OUTCOME_FALLBACK: CallOutcome
 CALL_OUTCOME_NO_AGENT: CallOutcome
 CALL_OUTCOME_FAILED: CallOutcome
+CALL_OUTCOME_REFUSED: CallOutcome
 ROUTING_DECISION_KIND_UNSPECIFIED: RoutingDecisionKind
 ROUTING_DECISION_KIND_ROUTE: RoutingDecisionKind
 ROUTING_DECISION_KIND_REPROMPT: RoutingDecisionKind
