@@ -21,7 +21,7 @@ from prometheus_client import Counter
 
 from zhida.routing.config import ConfigError, load_config_file
 from zhida.routing.engine import Decision
-from zhida.routing.store import TenantRules, TenantStore, build_rules
+from zhida.routing.store import TenantRules, TenantStore, build_rules, decide_with
 from zhida.routing.versions import Experiment, VersionStore
 from zhida.understanding.analyzer import Analyzer, Word
 
@@ -71,13 +71,7 @@ class Arm:
         candidates: Sequence[str] = (),
     ) -> tuple[Decision, list[Word]]:
         """As `TenantStore.route`, with these rules."""
-        engine = self.rules.engine
-        if candidates:
-            engine.check_candidates(candidates)
-        if words is None:
-            words = analyzer.analyze(text, self.rules.dictionary)
-        decision = engine.decide(text, words, attempt=max(1, attempt), at=at, candidates=candidates)
-        return decision, list(words)
+        return decide_with(self.rules, analyzer, text, words, attempt, at, candidates)
 
 
 class Experiments:

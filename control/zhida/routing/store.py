@@ -218,10 +218,22 @@ class TenantStore:
         candidates: Sequence[str] = (),
     ) -> tuple[Decision, list[Word]]:
         """Segment (unless `words` are given) and decide; `candidates`: see `Engine.decide`."""
-        rules = self.get(tenant)
-        if candidates:
-            rules.engine.check_candidates(candidates)  # before spending LAC on a request that will fail
-        if words is None:
-            words = self.analyzer.analyze(text, rules.dictionary)
-        decision = rules.engine.decide(text, words, attempt=max(1, attempt), at=at, candidates=candidates)
-        return decision, list(words)
+        return decide_with(self.get(tenant), self.analyzer, text, words, attempt, at, candidates)
+
+
+def decide_with(
+    rules: TenantRules,
+    analyzer: Analyzer,
+    text: str,
+    words: Sequence[Word] | None = None,
+    attempt: int = 1,
+    at: datetime | None = None,
+    candidates: Sequence[str] = (),
+) -> tuple[Decision, list[Word]]:
+    """One decision by these rules (the live ones, or an A/B test's candidate): segment unless `words` are given."""
+    if candidates:
+        rules.engine.check_candidates(candidates)  # before spending LAC on a request that will fail
+    if words is None:
+        words = analyzer.analyze(text, rules.dictionary)
+    decision = rules.engine.decide(text, words, attempt=max(1, attempt), at=at, candidates=candidates)
+    return decision, list(words)
