@@ -50,6 +50,10 @@ EXPECTED: dict[tuple[CallState, Trigger], dict[Flow, Step]] = {
     (S.CONNECTED, T.AGENT_ANSWERED): {E: Step(S.CONNECTED), ANS: Step(S.CONNECTED)},
     (S.ENDED, T.HANGUP): {E: Step(S.ENDED), ANS: Step(S.ENDED)},
 }
+# The whisper: the agent answered, hears the caller's sentence, then the two are bridged.
+EXPECTED[(S.CONNECTED, T.WHISPER)] = {E: Step(S.WHISPERING), ANS: Step(S.WHISPERING)}
+EXPECTED[(S.WHISPERING, T.WHISPERED)] = {E: Step(S.CONNECTED), ANS: Step(S.CONNECTED)}
+EXPECTED[(S.WHISPERING, T.AGENT_ANSWERED)] = {E: Step(S.WHISPERING), ANS: Step(S.WHISPERING)}
 EXPECTED[(S.DECIDING, T.DISAMBIGUATE)] = {E: Step(S.PROMPTING), ANS: Step(S.PROMPTING)}
 # A caller rule that names a group decides before any prompt.
 for _state in (S.EARLY_MEDIA, S.ANSWERED):

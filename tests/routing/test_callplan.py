@@ -63,6 +63,15 @@ def test_gather_options_are_read() -> None:
     assert "barge_in" in g.explicit and "prompt" not in g.explicit
 
 
+def test_whisper_is_off_unless_the_tenant_turns_it_on() -> None:
+    assert plan_for(load_config(BASE), "13800138000").whisper.enabled is False
+    on = load_config(BASE + "whisper: {enabled: true}\n").whisper
+    assert (on.enabled, on.max_ms) == (True, 8000)
+    short = load_config(BASE + "whisper: {max_ms: 3000}\n").whisper  # naming the section turns it on
+    assert (short.enabled, short.max_ms) == (True, 3000)
+    assert load_config(BASE + "whisper: {enabled: false, max_ms: 3000}\n").whisper.enabled is False
+
+
 @pytest.mark.parametrize(("extra", "line", "reason"), [
     ("gather:\n  barge_in: 1\n", 9, "gather/barge_in: 1 is not of type 'boolean'"),
     ("gather:\n  end_silence_ms: 50\n", 9, "gather/end_silence_ms: 50 is less than the minimum of 100"),
@@ -70,6 +79,8 @@ def test_gather_options_are_read() -> None:
     ("gather:\n  end_silence_ms: 3000\n  no_input_timeout_ms: 2000\n", 9, "must be below no_input_timeout_ms"),
     ("gather:\n  barge: true\n", 9, "Additional properties are not allowed ('barge' was unexpected)"),
     ("human:\n  key: '00'\n", 9, "human/key: '00' does not match"),
+    ("whisper:\n  max_ms: 500\n", 9, "whisper/max_ms: 500 is less than the minimum of 1000"),
+    ("whisper:\n  enabled: yes please\n", 9, "whisper/enabled: 'yes please' is not of type 'boolean'"),
     ("human:\n  key: '1'\n", 4, "fallback/dtmf_menu/1: the human key (human/key) leads to group 'operator'"),
     ("callers:\n  - {name: a, numbers: ['1380013800x'], group: g}\n", 9, "'1380013800x' is not a phone number"),
     ("callers:\n  - {name: a, group: g}\n", 9, "callers/a: give `numbers`, `prefixes` or both"),

@@ -15,6 +15,7 @@ gather:
   end_silence_ms: 900
   dtmf_timeout_ms: 4000
 human: {group: people, key: "#"}
+whisper: {max_ms: 5000}
 callers:
   - {name: vip, numbers: ["13800138000"], group: vip_desk}
   - {name: blocked, action: refuse, prefixes: ["170"], announcement: sorry.wav}
@@ -39,6 +40,7 @@ def test_a_vip_caller_goes_straight_to_the_group(stub: pb_grpc.RoutingServiceStu
     assert [(c.digit, c.route, c.group) for c in plan.dtmf_menu] == [("1", "cards", "card_desk"),
                                                                      ("2", "loans", "loan_desk")]
     assert plan.rules_version
+    assert (plan.whisper.enabled, plan.whisper.max_ms) == (True, 5000)
 
 
 def test_gather_options_set_only_what_the_tenant_sets(stub: pb_grpc.RoutingServiceStub) -> None:
@@ -63,6 +65,7 @@ def test_demo_tenant_defaults(channel: grpc.Channel) -> None:
     assert (plan.human.group, plan.human.key, plan.gather.dtmf_timeout_ms) == ("operator", "0", 5000)
     assert not plan.gather.HasField("barge_in")
     assert list(plan.dtmf_menu) == []  # the demo's fallback is `then: group`
+    assert not plan.whisper.enabled
     assert plan.hot_words
 
 

@@ -259,14 +259,26 @@ class AnsweredMode:
         if not agent_sdp:
             await leg.hangup()
             return CallOutcome.FAILED, "agent answered without SDP"
+        # the whisper: held apart before rtpengine knows where the agent is, so not a packet passes before it
+        whisper_audio = await steps.prepare_whisper(call)
+        held = whisper_audio is not None and await steps.hold_apart(call, call.to_tag)
         await steps.ng.request("answer", sdp=agent_sdp, flags=["port latching"], **MEDIA_FLAGS, **common)
         call.outcome = CallOutcome.CONNECTED.value
         # Kamailio's agent_answered may have come first; the state takes the second as a repeat
         await self.machine.fire(call, Trigger.AGENT_ANSWERED, agent=call.agent)
         if call.decided_at is not None:
             call.timings["decision_to_connected_ms"] = ms(time.time() - call.decided_at)
+        agent_gone = asyncio.ensure_future(leg.wait_ended())
+        # the agent leg took to-tag X's side
+        whisper = asyncio.ensure_future(steps.whisper(call, call.to_tag, whisper_audio if held else None, held=held))
+        try:
+            await asyncio.wait({whisper, agent_gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            whisper.cancel()  # an agent who hangs up during the whisper ends it
+            with contextlib.suppress(asyncio.CancelledError):
+                await whisper
         steps.write_record(call)
-        ended = await leg.wait_ended()
+        ended = await agent_gone
         return CallOutcome.CONNECTED, f"agent {ended.cause}"
 
     def _domain(self, tenant: str) -> str:

@@ -181,6 +181,8 @@ class CallController:
             return
         self.calls[call.call_id] = call
         self.steps.publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called, mode=call.mode)
+        elif kind == "agent_answered":
+            data["to_tag"] = str(event.get("to_tag", ""))
         call.task = asyncio.create_task(self.early.run(call), name=f"call-{call.call_id}")
 
     async def _on_call_event(self, call: Call, kind: str, event: dict[str, Any]) -> None:
@@ -242,6 +244,10 @@ class CallController:
     # ----- the states' actions -----
 
     async def _run_action(self, call: Call, action: Action, before: CallState, data: dict[str, Any]) -> None:
+            if call.flow is Flow.EARLY and data.get("to_tag"):
+                # the call's own task now: a hang-up during the whisper cancels it (answered mode runs it itself)
+                call.task = asyncio.create_task(self.steps.whisper(call, str(data["to_tag"])),
+                                                name=f"whisper-{call.call_id}")
         if action is Action.STOP_LISTENING:
             # Kamailio's own timer fired first: stop listening, the call is on its way to the fallback group.
             self._stop_flow(call)

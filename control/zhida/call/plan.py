@@ -62,6 +62,7 @@ class CallPlan:
     fallback_group: str
     hot_words: tuple[str, ...]
     rules_version: str = ""
+    whisper_max_ms: int = 0  # 0: no whisper; else the agent first hears the caller's sentence, at most this long
 
 
 def default_gather(ctl: ControllerConfig) -> Gather:
@@ -102,7 +103,8 @@ def from_response(answer: routing_pb2.GetCallPlanResponse, ctl: ControllerConfig
         human_group=answer.human.group, human_key=answer.human.key,
         menu=tuple(MenuChoice(c.digit, c.route, c.group) for c in answer.dtmf_menu),
         fallback_group=answer.fallback_group, hot_words=tuple(answer.hot_words),
-        rules_version=answer.rules_version)
+        rules_version=answer.rules_version,
+        whisper_max_ms=answer.whisper.max_ms if answer.whisper.enabled else 0)
 
 
 async def fetch_plan(router: routing_pb2_grpc.RoutingServiceStub, *, tenant: str, caller: str, call_id: str,

@@ -10,6 +10,7 @@ Two flows share the listening states:
   (the decision went back to Kamailio, which rings agents) -> RINGING -> CONNECTED;
 - answered mode (PSTN trunks, our B2BUA): INVITED -> ANSWERED (200 OK sent) -> PROMPTING -> LISTENING ->
   DECIDING -> BRIDGING (our agent leg through Kamailio) -> RINGING -> CONNECTED.
+With the tenant's whisper on: CONNECTED -> WHISPERING (the agent hears the caller's sentence) -> CONNECTED.
 Any state -> ENDED on hangup. Where a step that follows depends on the flow, the state asks `flow`.
 
 Keys: a key that decides (the human key at any time, a choice of the fallback's DTMF menu) is `DTMF`, from a
@@ -45,6 +46,7 @@ class CallState(enum.Enum):
     BRIDGING = "bridging"  # answered: our agent leg is on its way through Kamailio
     RINGING = "ringing"
     CONNECTED = "connected"
+    WHISPERING = "whispering"  # the agent answered and hears the caller's sentence; the caller hears ringback
     ENDED = "ended"
 
 
@@ -66,6 +68,8 @@ class Trigger(enum.Enum):
     DTMF = "dtmf"  # a key that decides: the human key, or a choice of the DTMF menu
     MENU = "menu"  # the fallback has a DTMF menu: play it and wait for a key
     DISAMBIGUATE = "disambiguate"  # the rules hesitate between two routes: ask the caller which
+    WHISPER = "whisper"  # the tenant wants the agent to hear the caller's sentence before the bridge
+    WHISPERED = "whispered"  # the sentence was played (or could not be): caller and agent hear each other
 
 
 class Action(enum.Enum):
@@ -150,6 +154,12 @@ class State:
 
     def menu(self, flow: Flow) -> Step:
         return self._refuse(Trigger.MENU)
+
+    def whisper(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.WHISPER)
+
+    def whispered(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.WHISPERED)
 
     def hangup(self, flow: Flow) -> Step:
         return Step(CallState.ENDED, Action.END)
@@ -355,6 +365,21 @@ class Connected(State):
         # answered mode hears the 200 OK on its own leg and from Kamailio's event: whichever comes second
         return Step(CallState.CONNECTED)
 
+    def whisper(self, flow: Flow) -> Step:
+        return Step(CallState.WHISPERING)
+
+
+class Whispering(State):
+    """Connected as far as SIP goes; rtpengine keeps the two apart while the agent hears the caller's sentence."""
+
+    state = CallState.WHISPERING
+
+    def agent_answered(self, flow: Flow) -> Step:  # Kamailio's event after our own leg's 200 OK
+        return Step(CallState.WHISPERING)
+
+    def whispered(self, flow: Flow) -> Step:
+        return Step(CallState.CONNECTED)
+
 
 class Ended(State):
     state = CallState.ENDED
@@ -366,7 +391,7 @@ class Ended(State):
 STATES: dict[CallState, State] = {
     cls.state: cls()
     for cls in (Held, EarlyMedia, Invited, Answered, Prompting, Listening, Deciding, Menu, Transferring,
-                Bridging, Ringing, Connected, Ended)
+                Bridging, Ringing, Connected, Whispering, Ended)
 }
 
 INITIAL: dict[Flow, CallState] = {Flow.EARLY: CallState.HELD, Flow.ANSWERED: CallState.INVITED}

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from zhida.call import whisper as whisper_audio
 from zhida.call.agents import AgentBook
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ListenResult, ms, safe_name
@@ -53,6 +54,8 @@ MEDIA_FLAGS: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE
 # How long a call waits for a recogniser connection that is not up (just restarted, or gone); the channels
 # retry at least this often (zhida.call.controller.CHANNEL_OPTIONS).
 RECONNECT_WAIT_S = 1.5
+# kept for the whisper beyond the longest sentence: the silence before it (the whisper trims to speech)
+WHISPER_LEAD_MS = 2000
 
 # A call that waits for the caller (speech or a key) restarts its holder's timer this often (Kamailio's is
 # seconds long).
@@ -107,6 +110,7 @@ class CallSteps:
 
         fork, port = await AudioFork.open(self.config.controller.rtp_address, dtmf=detector, on_digit=on_digit)
         call.fork = fork
+        self._keep_for_whisper(call)
         stand_in = sdp_codec.build_audio(self.config.controller.rtp_address, port)
         answer = await self.ng.request("answer", sdp=stand_in, **MEDIA_FLAGS, **{**common, "to-tag": call.to_tag})
         return str(answer["sdp"])
@@ -182,7 +186,62 @@ class CallSteps:
                                          ctl=self.config.controller)
             if call.plan.rule:
                 log.info("call %s: caller rule %s -> %s", call.call_id, call.plan.rule, call.plan.action)
+            self._keep_for_whisper(call)
         return call.plan
+
+    def _keep_for_whisper(self, call: Call) -> None:
+        """With the tenant's whisper on, the fork keeps the caller's audio (the longest sentence, and a little
+        silence before it) once both the plan and the fork are there, whichever came first."""
+        if call.plan is not None and call.plan.whisper_max_ms and call.fork is not None:
+            call.fork.keep_audio(call.plan.gather.max_utterance_ms + WHISPER_LEAD_MS)
+
+    async def prepare_whisper(self, call: Call) -> whisper_audio.WhisperAudio | None:
+        """The caller's sentence for the agent, with the tenant's whisper on; None without one, or with nothing
+        said (a caller rule or a key routed the call)."""
+        max_ms = call.plan.whisper_max_ms if call.plan is not None else 0
+        if not max_ms or call.fork is None:
+            return None
+        audio = await asyncio.to_thread(whisper_audio.prepare, call.fork, self.config.run_dir / "whisper",
+                                        safe_name(call.call_id), max_ms)
+        if audio is None:
+            log.info("call %s: no speech kept for the whisper", call.call_id)
+        return audio
+
+    async def hold_apart(self, call: Call, agent_tag: str) -> bool:
+        """Before the agent's answer reaches rtpengine: neither hears the other until the whisper is played."""
+        try:
+            await whisper_audio.hold_apart(self.ng, call.call_id, caller_tag=call.from_tag, agent_tag=agent_tag)
+            return True
+        except NgError as exc:
+            log.error("call %s: caller and agent not held apart (%s): no whisper", call.call_id, exc)
+            await whisper_audio.bridge(self.ng, call.call_id, caller_tag=call.from_tag, agent_tag=agent_tag)
+            return False
+
+    async def whisper(self, call: Call, agent_tag: str, audio: whisper_audio.WhisperAudio | None = None, *,
+                      held: bool = False) -> None:
+        """The agent answered: with the tenant's whisper on, it hears the caller's sentence before the bridge
+        (WHISPERING) while the caller hears ringback; without one, or with nothing said, nothing happens."""
+        if audio is None and not held:
+            audio = await self.prepare_whisper(call)
+        if audio is None or not agent_tag:
+            if held:
+                await whisper_audio.bridge(self.ng, call.call_id, caller_tag=call.from_tag, agent_tag=agent_tag)
+            return
+        await self.machine.fire(call, Trigger.WHISPER)
+        try:
+            bridged_s = await whisper_audio.play(self.ng, call.call_id, caller_tag=call.from_tag,
+                                                 agent_tag=agent_tag, audio=audio,
+                                                 ringback=self.prompts.get("ringback"), held=held)
+            call.timings["whisper_ms"] = ms(audio.length_s)
+            call.timings["whisper_to_bridge_ms"] = ms(bridged_s)
+            log.info("call %s: the agent heard the caller's sentence (%.1f s), bridged after %.0f ms",
+                     call.call_id, audio.length_s, bridged_s * 1000)
+        except NgError as exc:
+            log.error("call %s: whisper not played (%s): bridged at once", call.call_id, exc)
+        finally:
+            audio.path.unlink(missing_ok=True)  # a hang-up before the player took it
+            if call.state is CallState.WHISPERING:
+                await self.machine.fire(call, Trigger.WHISPERED)
 
     def _plan(self, call: Call) -> CallPlan:
         return call.plan if call.plan is not None else default_plan(self.config.controller)

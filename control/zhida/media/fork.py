@@ -126,6 +126,11 @@ class AudioFork(asyncio.DatagramProtocol):
         index = min(bisect.bisect_left(self._ends_ms, position_ms), len(self._ends_ms) - 1)
         return self._arrivals[index]
 
+    def keep_audio(self, keep_ms: int) -> None:
+        """From now on keeps the last `keep_ms` of the caller's audio (the whisper's source); what was kept stays."""
+        self._kept = deque(self._kept, maxlen=max(1, keep_ms // 20))
+        self._keep = keep_ms > 0
+
     def kept_audio(self) -> list[bytes]:
         """The audio payloads kept (`keep_ms`), oldest first, in `payload_type`."""
         return list(self._kept)

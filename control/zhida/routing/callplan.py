@@ -61,6 +61,21 @@ class HumanConfig:
     phrases: tuple[str, ...] = DEFAULT_HUMAN_PHRASES  # ... and so does any of these in the sentence
 
 
+DEFAULT_WHISPER_MAX_MS = 8000
+
+
+@dataclass(frozen=True)
+class WhisperConfig:
+    """The agent hears the caller's own sentence (trimmed to speech, at most `max_ms`) before the bridge."""
+
+    enabled: bool = False
+    max_ms: int = DEFAULT_WHISPER_MAX_MS
+
+
+def parse_whisper(doc: dict[str, Any]) -> WhisperConfig:
+    return WhisperConfig(enabled=bool(doc.get("enabled", True)), max_ms=int(doc.get("max_ms", DEFAULT_WHISPER_MAX_MS)))
+
+
 GROUP, REFUSE, LISTEN = "group", "refuse", "listen"
 
 
@@ -199,10 +214,12 @@ class CallPlan:
     human: HumanConfig
     dtmf_menu: list[tuple[str, str, str]] = field(default_factory=list)  # (digit, route, group)
     fallback_group: str = ""
+    whisper: WhisperConfig = field(default_factory=WhisperConfig)
 
 
 def plan_for(config: TenantConfig, caller: str) -> CallPlan:
     fallback = config.fallback
     menu = ([(d, r, config.routes[r].group) for d, r in sorted(fallback.dtmf_menu.items())]
             if fallback.then == "dtmf" else [])
-    return CallPlan(caller_verdict(config.callers, caller), config.gather, config.human, menu, fallback.group)
+    return CallPlan(caller_verdict(config.callers, caller), config.gather, config.human, menu, fallback.group,
+                    config.whisper)

@@ -27,9 +27,11 @@ from zhida.routing.callplan import (
     GatherConfig,
     HumanConfig,
     PlanError,
+    WhisperConfig,
     parse_callers,
     parse_gather,
     parse_human,
+    parse_whisper,
 )
 from zhida.routing.disambiguation import DisambiguationConfig
 from zhida.routing.semantic_model import SemanticArrays, SemanticModelError, SemanticSettings, read_model
@@ -122,6 +124,7 @@ class TenantConfig:
     gather: GatherConfig = field(default_factory=GatherConfig)
     human: HumanConfig = field(default_factory=lambda: HumanConfig(group="operator"))
     callers: list[CallerRule] = field(default_factory=list)  # first match wins
+    whisper: WhisperConfig = field(default_factory=WhisperConfig)
     description: str = ""
     semantic: SemanticSettings | None = None  # None: no route has examples and no model is named
     semantic_arrays: SemanticArrays | None = None  # the learned model file, read and checked
@@ -333,6 +336,7 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
         gather = parse_gather(doc.get("gather", {}))
         human = parse_human(doc.get("human", {}), fallback.group)
         callers = parse_callers(doc.get("callers", []))
+        whisper = parse_whisper(doc.get("whisper", {"enabled": False}))
     except PlanError as exc:
         raise fail(exc.path, exc.reason, key=exc.key) from None
     target = fallback.dtmf_menu.get(human.key) if human.key else None
@@ -377,6 +381,7 @@ def load_config(text: str, source: str = "<string>", expect_tenant: str | None =
         gather=gather,
         human=human,
         callers=callers,
+        whisper=whisper,
         description=doc.get("description", ""),
         semantic=semantic,
         semantic_arrays=semantic_arrays,

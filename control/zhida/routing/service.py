@@ -107,6 +107,7 @@ def call_plan_pb(plan: CallPlan, words: list[str], version: str) -> pb.GetCallPl
         fallback_group=plan.fallback_group,
         hot_words=words,
         rules_version=version,
+        whisper=pb.WhisperOption(enabled=plan.whisper.enabled, max_ms=plan.whisper.max_ms),
     )
 
 

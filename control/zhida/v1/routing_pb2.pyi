@@ -265,8 +265,16 @@ class HumanOption(_message.Message):
     key: str
     def __init__(self, group: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
+class WhisperOption(_message.Message):
+    __slots__ = ("enabled", "max_ms")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MAX_MS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    max_ms: int
+    def __init__(self, enabled: _Optional[bool] = ..., max_ms: _Optional[int] = ...) -> None: ...
+
 class GetCallPlanResponse(_message.Message):
-    __slots__ = ("caller", "gather", "human", "dtmf_menu", "fallback_group", "hot_words", "rules_version")
+    __slots__ = ("caller", "gather", "human", "dtmf_menu", "fallback_group", "hot_words", "rules_version", "whisper")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     GATHER_FIELD_NUMBER: _ClassVar[int]
     HUMAN_FIELD_NUMBER: _ClassVar[int]
@@ -274,6 +282,7 @@ class GetCallPlanResponse(_message.Message):
     FALLBACK_GROUP_FIELD_NUMBER: _ClassVar[int]
     HOT_WORDS_FIELD_NUMBER: _ClassVar[int]
     RULES_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WHISPER_FIELD_NUMBER: _ClassVar[int]
     caller: CallerVerdict
     gather: GatherOptions
     human: HumanOption
@@ -281,4 +290,5 @@ class GetCallPlanResponse(_message.Message):
     fallback_group: str
     hot_words: _containers.RepeatedScalarFieldContainer[str]
     rules_version: str
-    def __init__(self, caller: _Optional[_Union[CallerVerdict, _Mapping]] = ..., gather: _Optional[_Union[GatherOptions, _Mapping]] = ..., human: _Optional[_Union[HumanOption, _Mapping]] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., fallback_group: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., rules_version: _Optional[str] = ...) -> None: ...
+    whisper: WhisperOption
+    def __init__(self, caller: _Optional[_Union[CallerVerdict, _Mapping]] = ..., gather: _Optional[_Union[GatherOptions, _Mapping]] = ..., human: _Optional[_Union[HumanOption, _Mapping]] = ..., dtmf_menu: _Optional[_Iterable[_Union[DtmfChoice, _Mapping]]] = ..., fallback_group: _Optional[str] = ..., hot_words: _Optional[_Iterable[str]] = ..., rules_version: _Optional[str] = ..., whisper: _Optional[_Union[WhisperOption, _Mapping]] = ...) -> None: ...
