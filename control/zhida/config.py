@@ -8,15 +8,18 @@ keys it leaves out; an unknown key or a value of the wrong type is refused with 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent.parent
 DEMO_DIR = PACKAGE_DIR / "demo"
+# kamailio.cfg defines one rtpengine set per media node, this many at most
+MAX_MEDIA_NODES = 4
 
 class ConfigError(ValueError):
     """A configuration file that does not load, with every offending key's path in the message."""
@@ -54,6 +57,21 @@ class MediaConfig(Section):
     agent_interface: str = ""
     controller_interface: str = ""
     config_file: Path = REPO_DIR / "rtpengine" / "rtpengine.conf"
+    # Media nodes of a machine room, their ng addresses ("10.0.3.11:2223"), in the order of Kamailio's rtpengine
+    # sets 1..N (zhida.media.pool); empty: this box's rtpengine, `interface`:`ng_port`.
+    nodes: list[str] = Field(default_factory=list, max_length=MAX_MEDIA_NODES)
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes_are_addresses(cls, nodes: list[str]) -> list[str]:
+        for node in nodes:
+            _host_port(node)
+        return nodes
+
+    @property
+    def ng_nodes(self) -> list[tuple[str, int]]:
+        """Every media node's ng address; the first is the default."""
+        return [_host_port(node) for node in self.nodes] or [(self.interface, self.ng_port)]
 
 
 class ControllerConfig(Section):
@@ -107,22 +125,62 @@ class ServiceConfig(Section):
     """A gRPC service of the stack: where it listens, and where the controller reaches it."""
 
     listen: str = "127.0.0.1:0"
-    # Where the controller reaches the service (a gRPC target: "host:port", "ipv4:a:p,b:p", "dns:///name");
-    # empty: `listen`. Remote recogniser workers are listed here.
-    target: str = ""
+    # Where the controller reaches the service: one gRPC target ("host:port", "ipv4:a:p,b:p", "dns:///name"), or
+    # the workers' addresses as a list (["10.0.4.11:50051", "10.0.4.12:50051"], IP literals); empty: `listen`.
+    # Several workers share the streams round robin, a worker failing its health check gets none
+    # (zhida.call.channels).
+    target: str | list[str] = ""
+
+    @field_validator("target")
+    @classmethod
+    def _target_list_is_literal(cls, target: str | list[str]) -> str | list[str]:
+        if isinstance(target, list):
+            _static_target(target)
+        return target
 
     @property
     def client_target(self) -> str:
+        if isinstance(self.target, list):
+            return _static_target(self.target) if self.target else self.listen
         return self.target or self.listen
 
 
 # One class per service so that a section given in part (`recognizer: {target: …}`) keeps its own listen default.
 class RecognizerServiceConfig(ServiceConfig):
     listen: str = "127.0.0.1:50051"
+    # the name the workers' grpc.health.v1 reports on (zhida.recognizer.server)
+    health_service: ClassVar[str] = "zhida.v1.RecognizerService"
 
 
 class RoutingServiceConfig(ServiceConfig):
     listen: str = "127.0.0.1:50052"
+    health_service: ClassVar[str] = "zhida.v1.RoutingService"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """"host:port" (IPv6 as "[::1]:port") split; ValueError naming the address otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def _static_target(addresses: list[str]) -> str:
+    """A list of worker addresses as one gRPC target of the `ipv4:`/`ipv6:` resolvers (a static address list;
+    gRPC has no resolver for a list of names: one DNS name with several records is `dns:///name`)."""
+    families = set()
+    for address in addresses:
+        host, _ = _host_port(address)
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(f"{address!r}: a list of workers takes IP addresses; for names use one "
+                             f"\"dns:///name:port\" target") from None
+    if len(families) > 1:
+        raise ValueError("a list of workers takes IPv4 or IPv6 addresses, not both")
+    if families == {6}:
+        return "ipv6:" + ",".join(f"[{_host_port(a)[0]}]:{_host_port(a)[1]}" for a in addresses)
+    return "ipv4:" + ",".join(addresses)
 
 
 class Config(Section):

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from zhida.call.agents import AgentBook, requested_expiry_s, saved_expiry_s
 from zhida.call.answered import AnsweredMode, start_answered_mode
+from zhida.call.channels import open_channel
 from zhida.call.early import EarlyFlow
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ms
@@ -27,7 +26,8 @@ from zhida.call.steps import CallSteps
 from zhida.config import Config
 from zhida.directory import Directory
 from zhida.events import CallEventKind, CallOutcome, EventBus
-from zhida.media.ng import NgClient, NgError
+from zhida.media.ng import NgError
+from zhida.media.pool import MediaPool
 from zhida.sip.evapi import EvapiLink
 from zhida.sip.rpc import KamailioRpc, RpcError
 
@@ -48,29 +48,6 @@ EVENT_TRIGGERS = {
 ANSWERED_EVENTS = frozenset({"agent_invite", "agent_ringing", "agent_answered", "agent_failed"})
 
 
-CHANNEL_OPTIONS = [
-    # several workers behind one target spread the streams
-    ("grpc.lb_policy_name", "round_robin"),
-    # gRPC's default backoff grows to 2 min: a service restarted after a crash would be refused calls long after
-    # it reported SERVING. Retrying every second at most keeps the gap to that second.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-# A recogniser that freezes (stopped, swapped out, stuck in the kernel) keeps its TCP connection, so a stream
-# would wait for the no-input limit. HTTP/2 pings while streams are open, unanswered for 1 s, close the
-# transport: the stream fails UNAVAILABLE and the call goes to the fallback group within about 2 s. The
-# recogniser's server accepts pings this often (zhida.serving).
-RECOGNIZER_KEEPALIVE = [
-    ("grpc.keepalive_time_ms", 1000),
-    ("grpc.keepalive_timeout_ms", 1000),
-    # gRPC core waits for a ping's ack this long whatever keepalive_timeout says (default 1 min)
-    ("grpc.http2.ping_timeout_ms", 1000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.http2.max_pings_without_data", 0),
-]
-
-
 class CallController:
     def __init__(self, config: Config, *, bus: EventBus, directory: Directory, prompts: dict[str, Path]) -> None:
         self.config = config
@@ -78,12 +55,13 @@ class CallController:
         self.directory = directory
         self.calls: dict[str, Call] = {}  # by Call-ID; an answered call also by its agent leg's
         self.agents = AgentBook()
-        self.ng = NgClient(config.media.interface, config.media.ng_port)
+        # every media node of the room; each call on one of them (zhida.media.pool)
+        self.ng = MediaPool(config.media.ng_nodes)
         self.rpc = KamailioRpc("127.0.0.1", config.sip.rpc_port)
         self.evapi = EvapiLink("127.0.0.1", config.sip.evapi_port, self.on_kamailio_event)
-        self.recognizer_channel = grpc.aio.insecure_channel(config.recognizer.client_target,
-                                                            options=CHANNEL_OPTIONS + RECOGNIZER_KEEPALIVE)
-        self.routing_channel = grpc.aio.insecure_channel(config.routing.client_target, options=CHANNEL_OPTIONS)
+        # every worker of each speech service, round robin, health-checked (zhida.call.channels)
+        self.recognizer_channel = open_channel(config.recognizer, config.recognizer.health_service, keepalive=True)
+        self.routing_channel = open_channel(config.routing, config.routing.health_service)
         self.machine = CallMachine(self._run_action)
         self.steps = CallSteps(
             config, machine=self.machine, bus=bus, directory=directory, agents=self.agents, ng=self.ng,
@@ -134,17 +112,21 @@ class CallController:
     async def _drop_orphan_media(self) -> None:
         """rtpengine sessions with no Kamailio dialog belong to calls that ended while we were down."""
         try:
-            sessions = (await self.ng.request("list", limit="10000")).get("calls", [])
             dialogs = await self.rpc.call("dlg.list")
-        except (NgError, RpcError) as exc:
+        except RpcError as exc:
             log.warning("media reconciliation skipped: %s", exc)
             return
         live = {str(d.get("call-id")) for d in (dialogs or []) if isinstance(d, dict)}
-        for call_id in sessions:
-            if str(call_id) not in live:
-                log.warning("deleting orphan rtpengine session %s (no dialog in Kamailio)", call_id)
-                with contextlib.suppress(NgError):
-                    await self.ng.request("delete", **{"call-id": call_id, "delete-delay": 0})
+        for node, answer in await self.ng.each("list", limit="10000"):
+            if isinstance(answer, NgError):
+                log.warning("media reconciliation of %s skipped: %s", node.name, answer)
+                continue
+            for call_id in answer.get("calls", []):
+                if str(call_id) not in live:
+                    log.warning("deleting orphan rtpengine session %s on %s (no dialog in Kamailio)", call_id,
+                                node.name)
+                    with contextlib.suppress(NgError):
+                        await node.client.request("delete", **{"call-id": call_id, "delete-delay": 0})
 
     # ----- Kamailio's events -----
 
@@ -181,8 +163,6 @@ class CallController:
             return
         self.calls[call.call_id] = call
         self.steps.publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called, mode=call.mode)
-        elif kind == "agent_answered":
-            data["to_tag"] = str(event.get("to_tag", ""))
         call.task = asyncio.create_task(self.early.run(call), name=f"call-{call.call_id}")
 
     async def _on_call_event(self, call: Call, kind: str, event: dict[str, Any]) -> None:
@@ -201,6 +181,8 @@ class CallController:
             if call.first_invite_at is None:
                 call.first_invite_at = ts
             self.agents.reserve(agent, call.call_id)
+        elif kind == "agent_answered":
+            data["to_tag"] = str(event.get("to_tag", ""))
         elif kind == "agent_failed":
             self.agents.release(agent, call.call_id)
         elif kind == "cancel":
@@ -244,10 +226,6 @@ class CallController:
     # ----- the states' actions -----
 
     async def _run_action(self, call: Call, action: Action, before: CallState, data: dict[str, Any]) -> None:
-            if call.flow is Flow.EARLY and data.get("to_tag"):
-                # the call's own task now: a hang-up during the whisper cancels it (answered mode runs it itself)
-                call.task = asyncio.create_task(self.steps.whisper(call, str(data["to_tag"])),
-                                                name=f"whisper-{call.call_id}")
         if action is Action.STOP_LISTENING:
             # Kamailio's own timer fired first: stop listening, the call is on its way to the fallback group.
             self._stop_flow(call)
@@ -266,6 +244,10 @@ class CallController:
             call.outcome = CallOutcome.CONNECTED.value
             self.steps.publish(call, CallEventKind.ANSWERED, agent=call.agent)
             self.steps.write_record(call)
+            if call.flow is Flow.EARLY and data.get("to_tag"):
+                # the call's own task now: a hang-up during the whisper cancels it (answered mode runs it itself)
+                call.task = asyncio.create_task(self.steps.whisper(call, str(data["to_tag"])),
+                                                name=f"whisper-{call.call_id}")
         elif action is Action.END:
             outcome = data.get("outcome", CallOutcome.FAILED)
             await self._end(call, before, outcome, str(data.get("reason", "")))
@@ -280,6 +262,7 @@ class CallController:
         self._stop_flow(call)
         if STATES[before].pre_transfer or outcome is not CallOutcome.CONNECTED:
             await self.steps.delete_media(call)
+        self.ng.release(call.call_id)  # a bridged call's session Kamailio deletes, on the same node
         self.agents.release_call(call.call_id)
         call.outcome = outcome.value
         self.steps.publish(call, CallEventKind.ENDED, outcome=outcome.value, reason=reason,

@@ -93,4 +93,9 @@ class EarlyFlow:
         if self.calls.get(call.call_id) is not call:
             log.error("call %s: %s not sent: not a call this controller holds", call.call_id, action)
             return False
+        media_set = self.steps.ng.media_set(call.call_id)
+        if media_set is not None:
+            # Kamailio engages the call's own media node for the agent branch (zhida.media.pool), also when its
+            # timer routes the call after an earlier message ("extend") named the set
+            fields = {**fields, "media_set": media_set}
         return self.evapi.send({"action": action, "call_id": call.call_id, **fields})

@@ -79,6 +79,10 @@ class NgClient:
             raise NgError(f"{command}: {answer.get('error-reason', 'unknown error')}")
         return answer
 
+    def media_set(self, call_id: str) -> int | None:
+        """Kamailio's rtpengine set of the node that holds the call; None: one node, Kamailio's default set."""
+        return None
+
     async def ping(self) -> bool:
         try:
             return (await self.request("ping")).get("result") == "pong"

@@ -34,7 +34,7 @@ def render_kamailio_local(config: Config) -> str:
         # metrics on loopback: `sip.address` faces carriers, and xhttp's TCP socket must not be reachable from there
         f"#!define LISTEN_HTTP tcp:127.0.0.1:{sip.http_port}",
         *_database_lines(config),
-        f'#!define RTPENGINE_SOCKET "udp:{config.media.interface}:{config.media.ng_port}"',
+        *_rtpengine_lines(config),
         f'#!define EVAPI_BIND "127.0.0.1:{sip.evapi_port}"',
         f'#!define RPC_DGRAM_SOCKET "udp:127.0.0.1:{sip.rpc_port}"',
         f'#!define CTL_SOCKET "unix:{(config.run_dir / "kamailio" / "kamailio_ctl").resolve()}"',
@@ -57,6 +57,16 @@ def _database_lines(config: Config) -> list[str]:
     if not scheme.startswith("postgresql"):
         raise processes.StartError(f"directory_url: Kamailio supports sqlite or postgresql, not {scheme!r}")
     return ["#!define WITH_POSTGRES", f'#!define DBURL "postgres://{rest}"']
+
+
+def _rtpengine_lines(config: Config) -> list[str]:
+    """Set 0, every media node (Kamailio's own choice); with several nodes, set n is the n-th node alone, the set
+    the controller names for the calls it anchored there (zhida.media.pool, route[MEDIA_SET])."""
+    nodes = [f"udp:{host}:{port}" for host, port in config.media.ng_nodes]
+    lines = [f'#!define RTPENGINE_SOCKET "{" ".join(nodes)}"']
+    if len(nodes) > 1:
+        lines += [f'#!define RTPENGINE_SET_{n} "{n} == {node}"' for n, node in enumerate(nodes, start=1)]
+    return lines
 
 
 def _agent_network_lines(config: Config) -> list[str]:
