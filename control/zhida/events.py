@@ -90,6 +90,11 @@ class EventBus:
                 sink(event)
             except Exception:  # a broken sink must not break the call
                 log.exception("event sink %r failed on %s", sink, event.kind.value)
+        self.relay(event)
+
+    def relay(self, event: CallEvent) -> None:
+        """To the subscribers only: another controller's event (zhida.store.relay), which that controller's own
+        sinks (record, metrics) have taken already."""
         for queue in self._queues:
             try:
                 queue.put_nowait(event)

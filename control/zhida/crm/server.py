@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from zhida.crm.calls_service import CallEventService
 from zhida.events import EventBus
 from zhida.metrics import CallMetrics, start_metrics_server
 from zhida.store import CallRecorder, CallStore, open_engine
+from zhida.store.relay import EventRelay, listen_url
 from zhida.v1 import admin_pb2, calls_pb2, calls_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,18 @@ def attach_store(
     """Opens the call-record store, starts its recorder and subscribes it (and, by default, the call
     metrics) to `bus`. Close the recorder on shutdown."""
     engine = open_engine(db_url)
-    recorder = CallRecorder(engine).start()
+    conninfo = listen_url(engine.url)
+    node = secrets.token_hex(6) if conninfo else None
+    recorder = CallRecorder(engine, node=node).start()
     bus.add_sink(recorder)
+    if conninfo and node:
+        # several controllers on one PostgreSQL: each one's WatchCalls sees the others' calls too
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            log.warning("no event loop: other controllers' call events are not relayed to WatchCalls")
+        else:
+            recorder.event_relay = EventRelay(conninfo, bus, node, loop).start()
     if metrics:
         bus.add_sink(CallMetrics())
         from zhida.routing.ab_metrics import VersionVerdicts

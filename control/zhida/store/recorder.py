@@ -1,8 +1,16 @@
 """The EventBus sink that turns call events into call records.
 
 `publish()` runs on the controller's asyncio loop, so the sink only enqueues; one worker thread writes in
-batches (one transaction per batch). A database that fails (full disk, lost PostgreSQL) costs records, never a
-call: the batch is logged and dropped, the failure counted, and the worker carries on with the next one.
+batches (one transaction per batch). A database that fails never costs a call:
+
+- one that cannot be reached (PostgreSQL restarting, the network to it down: not even `SELECT 1` answers) holds
+  the batch, which is written again every few seconds until it can be; meanwhile new events wait in the bounded
+  queue (10,000 by default, about 15 minutes of 400 calls at once), and nothing is lost unless that fills;
+- one that answers but refuses the batch (a full disk) costs that batch: logged, counted, and the worker carries
+  on with the next one.
+
+With `node` set (PostgreSQL), each event also goes out as a NOTIFY in the batch's transaction, so the
+controllers of a machine room see each other's calls (zhida.store.relay).
 """
 
 from __future__ import annotations
@@ -13,21 +21,35 @@ import threading
 import time
 from typing import Any
 
-from prometheus_client import Counter
-from sqlalchemy import Engine
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from zhida.events import CallEvent, CallEventKind
+from zhida.store import relay
 from zhida.store.models import CallRow, EventRow
 
 log = logging.getLogger(__name__)
 
 RECORD_EVENTS_DROPPED = Counter(
     "zhida_call_record_events_dropped_total",
-    "Call events that did not reach the call-record store, by reason (queue_full, db_error).",
+    "Call events that did not reach the call-record store, by reason (queue_full, db_error, db_unreachable).",
     ["reason"],
 )
+RECORD_STORE_UP = Gauge(
+    "zhida_call_record_store_up", "1 while the call-record store can be reached; 0 while the recorder waits for it"
+)
+RECORD_EVENTS_PENDING = Gauge(
+    "zhida_call_record_events_pending", "Call events not yet written: queued, or held while the store is unreachable"
+)
+RECORD_WRITE_RETRIES = Counter(
+    "zhida_call_record_write_retries_total", "Batch writes tried again because the call-record store was unreachable"
+)
+
+# A batch held for an unreachable store is tried again after this long, doubling up to the maximum.
+RETRY_FIRST_S = 0.25
+RETRY_MAX_S = 2.0
 
 _STOP = object()
 
@@ -35,12 +57,19 @@ _STOP = object()
 class CallRecorder:
     """Sink for `EventBus.add_sink`; call `start()` before publishing and `close()` on shutdown."""
 
-    def __init__(self, engine: Engine, *, queue_size: int = 10_000, batch_size: int = 200) -> None:
+    def __init__(self, engine: Engine, *, queue_size: int = 10_000, batch_size: int = 200,
+                 node: str | None = None) -> None:
+        self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._queue: queue.Queue[Any] = queue.Queue(queue_size)
         self._batch_size = batch_size
+        self._node = node  # set: NOTIFY each event for the other controllers, as coming from this one
         self._thread: threading.Thread | None = None
         self._last_error_log = 0.0
+        self._held = 0  # events of a batch waiting for an unreachable store
+        self._give_up_at: float | None = None  # set by close(): a store still away by then costs the batch
+        self.unreachable_since: float | None = None
+        self.event_relay: relay.EventRelay | None = None  # the other controllers' events (set by its owner)
 
     def start(self) -> CallRecorder:
         if self._thread is None:
@@ -66,8 +95,12 @@ class CallRecorder:
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
+        if self.event_relay is not None:
+            self.event_relay.stop()
+            self.event_relay = None
         if self._thread is None:
             return
+        self._give_up_at = time.monotonic() + timeout / 2
         try:
             self._queue.put(_STOP, timeout=timeout)
         except queue.Full:
@@ -79,6 +112,7 @@ class CallRecorder:
     # -- worker thread -------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        RECORD_STORE_UP.set(1 if self._reachable() else 0)  # known before the first call, for alerts
         while True:
             batch = [self._queue.get()]
             while len(batch) < self._batch_size:
@@ -96,17 +130,68 @@ class CallRecorder:
                 return
 
     def _write(self, events: list[CallEvent]) -> None:
-        try:
-            with self._sessions.begin() as session:
-                rows: dict[str, CallRow] = {}  # the batch's calls, so each is read at most once
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                self._commit(events)
+            except SQLAlchemyError as exc:
+                if self._reachable():
+                    RECORD_EVENTS_DROPPED.labels("db_error").inc(len(events))
+                    self._log_error("call-record store failed, %d events lost: %s", len(events), exc)
+                    return
+                if self._give_up_at is not None and time.monotonic() >= self._give_up_at:
+                    RECORD_EVENTS_DROPPED.labels("db_unreachable").inc(len(events))
+                    log.error("call-record store still unreachable at shutdown: %d events lost", len(events))
+                    return
+                self._unreachable(len(events), exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                RECORD_WRITE_RETRIES.inc()
+                continue
+            except Exception:  # a malformed event must not kill the worker
+                RECORD_EVENTS_DROPPED.labels("db_error").inc(len(events))
+                log.exception("call-record batch of %d events failed", len(events))
+            self._reached()
+            return
+
+    def _commit(self, events: list[CallEvent]) -> None:
+        with self._sessions.begin() as session:
+            rows: dict[str, CallRow] = {}  # the batch's calls, so each is read at most once
+            for event in events:
+                _apply(session, rows, event)
+            if self._node is not None:
+                # delivered to the listeners when (and only if) the batch commits
                 for event in events:
-                    _apply(session, rows, event)
-        except SQLAlchemyError as exc:
-            RECORD_EVENTS_DROPPED.labels("db_error").inc(len(events))
-            self._log_error("call-record store failed, %d events lost: %s", len(events), exc)
-        except Exception:  # a malformed event must not kill the worker
-            RECORD_EVENTS_DROPPED.labels("db_error").inc(len(events))
-            log.exception("call-record batch of %d events failed", len(events))
+                    session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                                    {"channel": relay.CHANNEL, "payload": relay.payload(event, self._node)})
+
+    def _reachable(self) -> bool:
+        """Whether the store answers at all: a failed batch with a store that answers is the batch's fault."""
+        try:
+            with self._engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def _unreachable(self, held: int, exc: Exception, delay: float) -> None:
+        self._held = held
+        RECORD_STORE_UP.set(0)
+        RECORD_EVENTS_PENDING.set(held + self._queue.qsize())
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+            self._last_error_log = 0.0
+        self._log_error("call-record store unreachable, holding %d events (%d queued), next try in %.1f s: %s",
+                        held, self._queue.qsize(), delay, str(exc).splitlines()[0][:200])
+
+    def _reached(self) -> None:
+        if self.unreachable_since is not None:
+            log.warning("call-record store reachable again after %.1f s: held events written",
+                        time.monotonic() - self.unreachable_since)
+            self.unreachable_since = None
+        self._held = 0
+        RECORD_STORE_UP.set(1)
+        RECORD_EVENTS_PENDING.set(self._queue.qsize())
 
     def _log_error(self, message: str, *args: Any) -> None:
         # A full disk fails every batch: one line every 10 s is enough to say so.
