@@ -180,6 +180,8 @@ class CallController:
             call.agent = agent
             if call.first_invite_at is None:
                 call.first_invite_at = ts
+                if "flow_failed_at" in call.timings:
+                    call.timings["failure_to_agent_invite_ms"] = ms(ts - call.timings["flow_failed_at"])
             self.agents.reserve(agent, call.call_id)
         elif kind == "agent_answered":
             data["to_tag"] = str(event.get("to_tag", ""))

@@ -43,6 +43,9 @@ class EarlyFlow:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # when a dependency failed (a recogniser worker died mid-stream, …): the record says how soon the
+            # fallback group rang after it (zhida.call.controller)
+            call.timings["flow_failed_at"] = time.time()
             log.exception("call %s: the flow failed", call.call_id)
             await self.machine.fail(call, f"controller error: {type(exc).__name__}: {exc}"[:200])
 

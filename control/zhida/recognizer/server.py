@@ -132,7 +132,7 @@ class RecognizerService(recognizer_pb2_grpc.RecognizerServiceServicer):
             stream = self.recognizer.open_stream(config)
         except StreamLimitError as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        log.debug("stream opened call_id=%s tenant=%s", first.config.call_id, first.config.tenant)
+        log.info("stream opened call_id=%s tenant=%s", first.config.call_id, first.config.tenant)
         reader = asyncio.create_task(self._read(request_iterator, stream))
         final = False
         try:
