@@ -362,6 +362,8 @@ class CallSteps:
         assert call.fork is not None, "media is anchored before anyone listens"
         gather = self._plan(call).gather
         name = "prompt" if attempt == 1 else "reprompt"
+        if name == "reprompt" and not question:
+            call.fork.forget_audio()  # the whisper is the sentence that decides, not the one not understood
         if question:
             name = "disambiguation"
             length_s = await self.play_text(call, question)

@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 # the silence kept either side of the speech, so the first and last syllables are whole
 PAD_MS = 150
-# the tail after the played sentence: rtpengine's player sends 20 ms packets paced from its own clock
-SETTLE_S = 0.1
+# waited past the sentence's length before the bridge: none, the sentence ends in PAD_MS of its own silence
+SETTLE_S = 0.0
 
 
 @dataclass(frozen=True)
