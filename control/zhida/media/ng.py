@@ -17,6 +17,10 @@ class NgError(RuntimeError):
     """rtpengine answered `result: error` (or never answered)."""
 
 
+class NgTimeout(NgError):
+    """rtpengine never answered (the node is down, or the network to it)."""
+
+
 class _NgProtocol(asyncio.DatagramProtocol):
     def __init__(self, pending: dict[bytes, asyncio.Future[dict[str, Any]]]) -> None:
         self._pending = pending
@@ -72,7 +76,7 @@ class NgClient:
                 except TimeoutError:
                     continue
             else:
-                raise NgError(f"rtpengine at {self.address[0]}:{self.address[1]} did not answer {command!r}")
+                raise NgTimeout(f"rtpengine at {self.address[0]}:{self.address[1]} did not answer {command!r}")
         finally:
             self._pending.pop(cookie, None)
         if answer.get("result") == "error":

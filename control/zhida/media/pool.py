@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from zhida.media.ng import NgClient, NgError
+from zhida.media.ng import NgClient, NgError, NgTimeout
 
 log = logging.getLogger(__name__)
 
@@ -138,20 +138,33 @@ class MediaPool(NgClient):
         if call_id is None or command in NODE_WIDE:
             return await self._first_answer(command, params)
         call_id = str(call_id)
-        node = self.assign(call_id) if command in STARTING else self._by_call.get(call_id)
+        if command in STARTING and call_id not in self._by_call:
+            return await self._start(call_id, command, params)
+        node = self._by_call.get(call_id)
         if node is None:
             # not anchored by this controller (a restart forgot it): whichever node knows the call answers
             return await self._first_answer(command, params)
         try:
             answer = await node.client.request(command, **params)
-        except NgError as exc:
-            if "did not answer" in str(exc):
-                self._mark(node, up=False, why=f"{command!r} unanswered")
+        except NgTimeout:
+            self._mark(node, up=False, why=f"{command!r} unanswered")
             raise
         finally:
             if command == "delete":
                 self.release(call_id)
         return answer
+
+    async def _start(self, call_id: str, command: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A call's first offer: on a node that dies before its pings tell (up to `misses` × `interval_s`), the
+        call moves to the next healthy node rather than failing."""
+        while True:
+            node = self.assign(call_id)
+            try:
+                return await node.client.request(command, **params)
+            except NgTimeout:
+                self.release(call_id)
+                self._mark(node, up=False, why=f"{command!r} unanswered")
+                log.warning("call %s: media node %s did not answer its offer; trying another", call_id, node.name)
 
     async def each(self, command: str, **params: Any) -> list[tuple[MediaNode, dict[str, Any] | NgError]]:
         """The same request to every node: each node's answer or error (reconciliation, tests)."""
