@@ -76,13 +76,15 @@ def _extra(config: Config, name: str) -> Config:
 
 
 def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, db_url: str = "",
-               attempts: int = 3, **controller: object) -> Room:
+               prepare: Callable[[Config], None] | None = None, attempts: int = 3, **controller: object) -> Room:
     """The stack with `media_nodes` rtpengines and `workers` recogniser workers; retried on fresh ports when a
-    daemon lost a port to another process of the machine."""
+    daemon lost a port to another process of the machine. `prepare` changes the configuration first."""
     for attempt in range(attempts):
         config = stack_config(run_dir, **controller)
         if db_url:
             config.controller.db_url = db_url
+        if prepare is not None:
+            prepare(config)
         room = Room(config, media=[config], workers=[config])
         ports = iter(free_ports(3 * (media_nodes + workers)))
         for n in range(1, media_nodes):
