@@ -143,6 +143,20 @@ def test_units_run_the_installed_package_with_the_provisioned_files(provisioned:
     assert oct(provisioned.path("etc/zhida/environment").stat().st_mode & 0o777) == "0o640"
 
 
+def test_the_learning_timer_runs_learn_due_on_the_provisioned_tenants(provisioned: Provisioned) -> None:
+    timer = configparser.ConfigParser(interpolation=None)
+    timer.read_string(provisioned.path("etc/systemd/system/zhida-learn-due.timer").read_text())
+    assert timer["Timer"]["OnCalendar"] == "hourly" and timer["Timer"]["Persistent"] == "true"
+    argv, env, cwd = provisioned.unit("zhida-learn-due.service")
+    assert argv[1:4] == ["rules", "learn-due", "--tenants"]
+    assert Path(argv[4]) == provisioned.path("etc/zhida/routing")
+    # what the timer starts, run now: no tenant has a learning schedule yet, so nothing is due and nothing fails
+    done = subprocess.run(argv, cwd=cwd, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"learned": {}}
+
+
 def test_grafana_provisioning_matches_the_dashboards(provisioned: Provisioned) -> None:
     datasources = yaml.safe_load(provisioned.path("etc/grafana/provisioning/datasources/zhida.yaml").read_text())
     uid = datasources["datasources"][0]["uid"]
