@@ -113,6 +113,9 @@ def example_rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_example_machine_room_renders_and_passes_every_check(example_rendered: Path) -> None:
     local = (example_rendered / "sip-edge-2/etc/kamailio/kamailio-local.cfg").read_text()
     assert '#!define RTPENGINE_SOCKET "udp:10.20.2.21:2223=2 udp:10.20.2.22:2223=1"' in local
+    # one set per media node, in the order of the controller's media.nodes (the set it names for a call)
+    assert '#!define RTPENGINE_SET_1 "1 == udp:10.20.2.21:2223"' in local.splitlines()
+    assert '#!define RTPENGINE_SET_2 "2 == udp:10.20.2.22:2223"' in local.splitlines()
     assert "#!define LISTEN_SIP udp:10.20.1.12:5060 advertise 198.51.100.12:5060" in local
     assert '#!substdef "!RTP_AGENT_DIRECTION!direction=pub direction=priv!g"' in local
     # The controller refuses INVITEs older than its own limit: Kamailio's must be the same value.
@@ -135,6 +138,7 @@ def test_example_zhida_configuration_loads_on_every_node(example_rendered: Path)
         if host.startswith("sip-edge"):
             assert config.recognizer.listen == "ipv4:10.20.3.31:50051,10.20.3.32:50051,10.20.3.33:50051"
             assert config.media.interface == "10.20.2.21"
+            assert config.media.ng_nodes == [("10.20.2.21", 2223), ("10.20.2.22", 2223)]
             assert (config.media.trunk_interface, config.media.agent_interface) == ("pub", "priv")
             assert config.controller.b2bua_answer_timeout_ms == 4000
     units = sorted(path.name for path in (example_rendered / "speech-1/etc/systemd/system").glob("*.service"))
