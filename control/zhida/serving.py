@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # WatchCalls streams stay open for hours with long silences: the server pings idle connections so that NAT
 # and firewalls keep them. It accepts clients' keepalive pings down to every second: the controller pings the
-# recogniser that often during calls to notice a frozen one (zhida.call.controller.RECOGNIZER_KEEPALIVE), and
+# recogniser that often during calls to notice a frozen one (zhida.call.channels.RECOGNIZER_KEEPALIVE), and
 # a server that took them for abuse would close the connection (GOAWAY too_many_pings) mid-call.
 SERVER_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),

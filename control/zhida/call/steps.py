@@ -52,7 +52,7 @@ RULES_ARMS = {routing_pb2.RULES_ARM_LIVE: "live", routing_pb2.RULES_ARM_CANDIDAT
 MEDIA_FLAGS: dict[str, Any] = {"replace": ["origin", "session-connection"], "ICE": "remove"}
 
 # How long a call waits for a recogniser connection that is not up (just restarted, or gone); the channels
-# retry at least this often (zhida.call.controller.CHANNEL_OPTIONS).
+# retry at least this often (zhida.call.channels.CHANNEL_OPTIONS).
 RECONNECT_WAIT_S = 1.5
 # kept for the whisper beyond the longest sentence: the silence before it (the whisper trims to speech)
 WHISPER_LEAD_MS = 2000
