@@ -16,6 +16,7 @@ import pytest
 from zhida.call.prompts import synthesize
 
 from tests.call.conftest import AGENT_IP, TRUNK_IP, Agents, kill_service, rtpengine_final_stats
+from tests.call.test_answered import answered_call, repair_frames  # noqa: F401 (a fixture, found by name)
 from tests.ha.speechkit import GROUP, SENTENCE, Room, call, controller_log, metric, start_room, wait
 
 pytestmark = pytest.mark.timeout(280)
@@ -86,3 +87,23 @@ def test_a_dead_media_node_gets_no_new_calls(room: Room, phones: Agents, sentenc
     assert "is down" in controller_log(room.config)
     wait(lambda: room.sessions() == {0: []}, 10, "media sessions left")
     wait(lambda: metric(room.config, "zhida_calls_active") == 0, 10, "calls left in the controller")
+
+
+def test_answered_mode_calls_stay_on_their_node_too(room: Room, phones: Agents, tmp_path: Path,
+                                                   repair_frames: list[bytes]) -> None:  # noqa: F811
+    """The B2BUA's calls: caller leg, prompt, agent-leg re-offer and bridge are all the controller's ng requests,
+    so they follow the call's node (Kamailio leaves an answered call's media alone)."""
+    phones.start("1001")
+    phones.start("1091")
+    used = []
+    for n in range(2):
+        work = tmp_path / f"pstn{n}"
+        work.mkdir()
+        rc, call_id, trace, media = answered_call(room.config, work, repair_frames, hangup_after_ms=12000)
+        assert rc == 0, trace[-3000:]
+        assert len(media.echoes()) >= 25, "the caller's audio did not come back through the agent"
+        assert {addr for _, addr, _ in media.received} == {media.peer}, "the caller-facing port moved"
+        wait(lambda call_id=call_id: len(room.node_of(call_id)) > 0, 5, "no media node logged the call")
+        used += room.node_of(call_id)
+    assert sorted(used) == [0, 1], used  # one node each, never both
+    wait(lambda: room.sessions() == {0: [], 1: []}, 10, "media sessions left")
