@@ -17,7 +17,7 @@ from zhida.call.prompts import synthesize
 
 from tests.call.conftest import AGENT_IP, TRUNK_IP, Agents, kill_service, rtpengine_final_stats
 from tests.call.test_answered import answered_call, repair_frames  # noqa: F401 (a fixture, found by name)
-from tests.ha.speechkit import GROUP, SENTENCE, Room, call, controller_log, metric, start_room, wait
+from tests.ha.speechkit import GROUP, SENTENCE, Caller, Room, call, controller_log, metric, start_room, wait
 
 pytestmark = pytest.mark.timeout(280)
 
@@ -106,4 +106,27 @@ def test_answered_mode_calls_stay_on_their_node_too(room: Room, phones: Agents, 
         wait(lambda call_id=call_id: len(room.node_of(call_id)) > 0, 5, "no media node logged the call")
         used += room.node_of(call_id)
     assert sorted(used) == [0, 1], used  # one node each, never both
+    wait(lambda: room.sessions() == {0: [], 1: []}, 10, "media sessions left")
+
+
+def test_a_dead_controllers_call_reaches_the_fallback_group_on_its_own_node(
+    room: Room, phones: Agents, sentence_wav: Path, tmp_path: Path
+) -> None:
+    """The controller dies after anchoring the call: Kamailio's own timer sends it to the fallback group, on the
+    node that holds the caller's media (the set came with the controller's first message after the 183)."""
+    phones.start("1001")
+    operator = phones.start("1091")
+    log_mark = len(controller_log(room.config))
+    caller = Caller(room.config, sentence_wav, tmp_path / "orphan", lead_s=0.2, tail_s=10.0)
+    wait(lambda: "-> listening" in controller_log(room.config)[log_mark:], 20, "the caller was never heard")
+    kill_service(room.config, "controller")
+    wait(lambda: len(operator.received_calls()) > 0, 15, "the fallback group never rang")
+    result = caller.join()
+    assert result.returncode == 0, result.messages[-2000:]
+    nodes = room.node_of(result.call_id)
+    assert len(nodes) == 1, f"call {result.call_id} on media nodes {nodes}"
+    log = room.media[nodes[0]].log_dir / "rtpengine.log"
+    wait(lambda: bool(rtpengine_final_stats(log, result.call_id)), 5, "the call's final stats")
+    senders = {entry["remote"] for entry in rtpengine_final_stats(log, result.call_id).values() if entry["packets"]}
+    assert {TRUNK_IP, AGENT_IP} <= senders, senders
     wait(lambda: room.sessions() == {0: [], 1: []}, 10, "media sessions left")

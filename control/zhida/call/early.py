@@ -65,6 +65,9 @@ class EarlyFlow:
         sdp = await self.steps.anchor_media(call)
         await self.rpc.reply(call.tindex, call.tlabel, 183, "Session Progress", to_tag=call.to_tag, body=sdp)
         call.timings["held_to_183_ms"] = ms(time.time() - call.held_at)
+        # Kamailio learns the call's media node now (media_set), not only with the decision: if this controller
+        # dies before deciding, Kamailio's own fallback still engages the node the caller's media is on
+        self.keep_alive(call)
         await self.machine.fire(call, Trigger.MEDIA_READY)
         if plan.action == "group":
             result = await self.steps.caller_rule_result(call)
