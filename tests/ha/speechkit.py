@@ -37,15 +37,16 @@ class Room:
     config: Config
     media: list[Config] = field(default_factory=list)  # one per media node, the stack's own first
     workers: list[Config] = field(default_factory=list)  # one per recogniser worker, the stack's own first
+    routers: list[Config] = field(default_factory=list)  # one per routing worker, the stack's own first
 
     def stop(self) -> None:
         stack.down(self.config)
-        for extra in [*self.media[1:], *self.workers[1:]]:
+        for extra in [*self.media[1:], *self.workers[1:], *self.routers[1:]]:
             stack.down(extra)
 
     def dump_logs(self) -> None:
         _dump_logs(self.config)
-        for extra in [*self.media[1:], *self.workers[1:]]:
+        for extra in [*self.media[1:], *self.workers[1:], *self.routers[1:]]:
             _dump_logs(extra)
 
     def node_of(self, call_id: str) -> list[int]:
@@ -75,7 +76,7 @@ def _extra(config: Config, name: str) -> Config:
     return extra
 
 
-def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, db_url: str = "",
+def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, routers: int = 1, db_url: str = "",
                prepare: Callable[[Config], None] | None = None, attempts: int = 3, **controller: object) -> Room:
     """The stack with `media_nodes` rtpengines and `workers` recogniser workers; retried on fresh ports when a
     daemon lost a port to another process of the machine. `prepare` changes the configuration first."""
@@ -85,8 +86,8 @@ def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, db_url:
             config.controller.db_url = db_url
         if prepare is not None:
             prepare(config)
-        room = Room(config, media=[config], workers=[config])
-        ports = iter(free_ports(3 * (media_nodes + workers)))
+        room = Room(config, media=[config], workers=[config], routers=[config])
+        ports = iter(free_ports(3 * (media_nodes + workers + routers)))
         for n in range(1, media_nodes):
             node = _extra(config, f"media{n + 1}")
             node.media.ng_port, node.media.http_port = next(ports), next(ports)
@@ -97,6 +98,12 @@ def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, db_url:
             worker = _extra(config, f"speech{n + 1}")
             worker.recognizer.listen = f"127.0.0.1:{next(ports)}"
             room.workers.append(worker)
+        for n in range(1, routers):
+            router = _extra(config, f"routing{n + 1}")
+            router.routing.listen = f"127.0.0.1:{next(ports)}"
+            room.routers.append(router)
+        if routers > 1:
+            config.routing.target = [r.routing.listen for r in room.routers]
         if media_nodes > 1:
             config.media.nodes = [f"{n.media.interface}:{n.media.ng_port}" for n in room.media]
         if workers > 1:
@@ -109,6 +116,10 @@ def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, db_url:
                                      process, node.log_dir / "rtpengine.log")
             for worker in room.workers[1:]:
                 stack.start_recognizer(worker)
+            for router in room.routers[1:]:
+                # the same tenants' rules as the stack's own routing service (a shared folder, as a room needs)
+                router.tenants_dir = config.routing_tenants_dir
+                stack.start_routing(router)
             stack.up(config, None)
             return room
         except processes.StartError:

@@ -91,3 +91,23 @@ def test_a_worker_killed_mid_call_sends_that_call_to_fallback_and_the_next_calls
 
     wait(lambda: room.sessions() == {0: []}, 10, "media sessions left")
     wait(lambda: metric(room.config, "zhida_calls_active") == 0, 10, "calls left in the controller")
+
+
+def test_calls_are_routed_by_the_routing_worker_left(tmp_path: Path, request: pytest.FixtureRequest,
+                                                     sentence_wav: Path) -> None:
+    room = start_room(tmp_path / "run", media_nodes=1, workers=1, routers=2)
+    phones = Agents(room.config, tmp_path)
+    try:
+        phones.start("1001")
+        phones.start("1091")
+        kill_service(room.config, "routing")  # the first of the controller's list
+        for n in range(2):
+            result, record = call(room.config, sentence_wav, tmp_path / f"call{n}")
+            assert result.returncode == 0, result.messages[-2000:]
+            assert record["group"] == GROUP and record["decision"]["kind"] == "route", record
+    except BaseException:
+        room.dump_logs()
+        raise
+    finally:
+        phones.stop()
+        room.stop()
