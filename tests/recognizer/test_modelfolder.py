@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from zhida.recognizer.engine import Recognizer
+from zhida.recognizer.decoder import DecodeConfig
+from zhida.recognizer.engine import EngineConfig, Recognizer
 from zhida.recognizer.modelfolder import CorruptModelError, ModelFolder, ModelNotFoundError
 
 from .conftest import MODEL_DIR
@@ -71,3 +72,17 @@ def test_checkpoint_that_does_not_match_the_config(model_copy: Path) -> None:
     yaml_file.write_text(yaml_file.read_text().replace("num_blocks: 4", "num_blocks: 5"))
     with pytest.raises(CorruptModelError, match=r"does not match model\.yaml"):
         Recognizer.load(model_copy)
+
+
+def test_a_hot_word_bonus_alone_keeps_the_models_rescoring_weights(model_copy: Path) -> None:
+    yaml_file = model_copy / "model.yaml"
+    text = yaml_file.read_text()
+    decode = text.index("\ndecode:")
+    yaml_file.write_text(text[:decode] + text[decode:].replace("ctc_weight: 0.5", "ctc_weight: 0.4")
+                         .replace("reverse_weight: 0.3", "reverse_weight: 0.2"))
+    plain = Recognizer.load(model_copy).decode_config
+    biased = Recognizer.load(model_copy, EngineConfig(decode=DecodeConfig(hot_word_bonus=3.0))).decode_config
+    assert (plain.ctc_weight, plain.reverse_weight) == (0.4, 0.2)
+    assert (biased.ctc_weight, biased.reverse_weight, biased.hot_word_bonus) == (0.4, 0.2, 3.0)
+    own = Recognizer.load(model_copy, EngineConfig(decode=DecodeConfig(ctc_weight=0.7))).decode_config
+    assert own.ctc_weight == 0.7  # a caller's own rescoring settings win over the model's

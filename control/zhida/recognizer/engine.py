@@ -15,7 +15,7 @@ thread, fed in batches by `zhida.recognizer.scheduler`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from zhida.recognizer.backend import ChunkEncoderBackend, PaddleChunkEncoder
@@ -69,7 +69,9 @@ class Recognizer:
         self.config = config
         decode = folder.decode
         self.decode_config = config.decode
-        if decode.get("reverse_weight") is not None and config.decode == DecodeConfig():
+        # the hot-word bonus is no rescoring setting: a caller that sets only it still gets the model's weights
+        if decode.get("reverse_weight") is not None and replace(
+                config.decode, hot_word_bonus=DecodeConfig().hot_word_bonus) == DecodeConfig():
             # Model defaults for rescoring weights unless the caller set its own decode config.
             self.decode_config = DecodeConfig(
                 chunk_size=config.decode.chunk_size,

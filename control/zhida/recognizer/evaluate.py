@@ -74,7 +74,8 @@ def prepare(variants: list[tuple[int, int]], trailing_ms: int, linear16_16k: boo
     return out
 
 
-async def run_one(stub, utt: Utterance, end_silence_ms: int, speed_up: float) -> Outcome:
+async def run_one(stub, utt: Utterance, end_silence_ms: int, speed_up: float,
+                  hot_words: tuple[str, ...] = ()) -> Outcome:
     from zhida.recognizer.testmodel.build import edit_distance
     from zhida.v1 import recognizer_pb2 as pb
 
@@ -91,6 +92,7 @@ async def run_one(stub, utt: Utterance, end_silence_ms: int, speed_up: float) ->
                 sample_rate_hertz=16000 if utt.linear16_16k else 8000,
                 interim_results=True,
                 endpointer=pb.EndpointerConfig(end_silence_ms=end_silence_ms),
+                hot_words=list(hot_words),
             )
         )
         for i, p in enumerate(utt.packets):
@@ -121,17 +123,23 @@ async def run_one(stub, utt: Utterance, end_silence_ms: int, speed_up: float) ->
 async def evaluate(args: argparse.Namespace) -> dict:
     import grpc
 
+    from zhida.recognizer.decoder import DecodeConfig
+    from zhida.recognizer.engine import EngineConfig
     from zhida.recognizer.server import start_server, stop_server
     from zhida.v1 import recognizer_pb2_grpc as pb_grpc
 
     variants = [tuple(int(x) for x in v.split(",")) for v in args.variant]
     utts = prepare(variants, trailing_ms=args.end_silence_ms + 700, linear16_16k=args.linear16_16k)
+    hot_words = tuple(getattr(args, "hot_word", None) or ())
+    bonus = getattr(args, "hot_word_bonus", None)
+    engine_config = EngineConfig(decode=DecodeConfig(hot_word_bonus=bonus)) if bonus is not None else None
     server, port, rec = await start_server(
         "127.0.0.1:0",
         args.model_dir,
         max_streams=max(args.streams, 1),
         chunk_size=args.chunk_size,
         backend=args.backend,
+        engine_config=engine_config,
     )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -145,7 +153,7 @@ async def evaluate(args: argparse.Namespace) -> dict:
             async def worker():
                 while queue:
                     utt = queue.pop(0)
-                    outcomes.append(await run_one(stub, utt, args.end_silence_ms, args.speed_up))
+                    outcomes.append(await run_one(stub, utt, args.end_silence_ms, args.speed_up, hot_words))
 
             await asyncio.gather(*(worker() for _ in range(args.streams)))
             wall = time.perf_counter() - started
@@ -165,6 +173,8 @@ async def evaluate(args: argparse.Namespace) -> dict:
         "streams": args.streams,
         "speed_up": args.speed_up,
         "variants": args.variant,
+        "hot_words": len(hot_words),
+        "hot_word_bonus": rec.decode_config.hot_word_bonus,
         "input": "LINEAR16 16 kHz" if args.linear16_16k else "mu-law 8 kHz",
         "utterances": len(outcomes),
         "audio_s": round(audio_s, 1),
@@ -197,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variant", action="append", default=None, help="espeak speed,pitch (repeatable; default 175,50)"
     )
+    parser.add_argument("--hot-word", action="append", default=None,
+                        help="a hot word in every stream's config (repeatable), as the controller sends a tenant's")
+    parser.add_argument("--hot-word-bonus", type=float, default=None,
+                        help="decoder bonus per character of a hot word (default: the engine's)")
     args = parser.parse_args(argv)
     args.variant = args.variant or ["175,50"]
     report = asyncio.run(evaluate(args))
