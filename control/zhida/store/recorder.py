@@ -66,7 +66,6 @@ class CallRecorder:
         self._node = node  # set: NOTIFY each event for the other controllers, as coming from this one
         self._thread: threading.Thread | None = None
         self._last_error_log = 0.0
-        self._held = 0  # events of a batch waiting for an unreachable store
         self._give_up_at: float | None = None  # set by close(): a store still away by then costs the batch
         self.unreachable_since: float | None = None
         self.event_relay: relay.EventRelay | None = None  # the other controllers' events (set by its owner)
@@ -175,7 +174,6 @@ class CallRecorder:
         return True
 
     def _unreachable(self, held: int, exc: Exception, delay: float) -> None:
-        self._held = held
         RECORD_STORE_UP.set(0)
         RECORD_EVENTS_PENDING.set(held + self._queue.qsize())
         if self.unreachable_since is None:
@@ -189,7 +187,6 @@ class CallRecorder:
             log.warning("call-record store reachable again after %.1f s: held events written",
                         time.monotonic() - self.unreachable_since)
             self.unreachable_since = None
-        self._held = 0
         RECORD_STORE_UP.set(1)
         RECORD_EVENTS_PENDING.set(self._queue.qsize())
 
