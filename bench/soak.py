@@ -31,7 +31,7 @@ from zhida.config import Config
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call
 from zhida.stack.demo import TRUNK_IP, demo_sentences, start_demo_agents
-from zhida.stack.sipp import SCENARIOS, caller_pcap, free_udp_port
+from zhida.stack.sipp import cancelling_scenario, free_udp_port
 
 NUMBER = "4008001234"
 
@@ -71,11 +71,8 @@ def settle(config: Config, timeout_s: float = 60.0) -> dict[str, Any]:
 def cancelled_calls(config: Config, wav: Path, work: Path, calls: int, rate: float, cancel_after_ms: int = 400,
                     ) -> dict[str, Any]:
     """`calls` trunk calls at `rate` per second, each cancelled during the prompt; sipp's own counters."""
-    pcap = work / "cancel.pcap"
-    caller_pcap(wav, pcap, lead_silence_s=0.2, tail_silence_s=1.0)
-    scenario = work / "soak-cancel.xml"
-    text = (SCENARIOS / "caller_cancel.xml").read_text()
-    scenario.write_text(text.replace("@PCAP@", str(pcap)).replace("@CANCEL_AFTER_MS@", str(cancel_after_ms)))
+    scenario = cancelling_scenario(wav, work, cancel_after_ms=cancel_after_ms, lead_silence_s=0.2,
+                                   tail_silence_s=1.0)
     stats = work / "soak-cancel.csv"
     argv = ["sipp", f"{config.sip.address}:{config.sip.port}", "-sf", str(scenario), "-s", NUMBER, "-i", TRUNK_IP,
             "-p", "0", "-mp", str(free_udp_port(TRUNK_IP)), "-m", str(calls), "-r", str(rate), "-l",

@@ -13,7 +13,7 @@ from zhida.call.prompts import synthesize
 from zhida.config import Config
 from zhida.stack import up as stack
 from zhida.stack.calls import place_call, wait_for_record
-from zhida.stack.sipp import SCENARIOS, caller_pcap, caller_scenario, free_udp_port, run_caller
+from zhida.stack.sipp import SCENARIOS, caller_pcap, caller_scenario, cancelling_scenario, free_udp_port, run_caller
 from zhida.stack.up import ng_request
 
 from tests.call.conftest import TRUNK_IP, Agents, final_packet_stats, kill_service
@@ -55,11 +55,8 @@ def test_a_demo_call_reaches_the_right_agent_and_media_flows_both_ways(
 
 
 def _cancelling_call(config: Config, wav: Path, work: Path, cancel_after_ms: int) -> tuple[int, str]:
-    pcap = work / "cancel.pcap"
-    caller_pcap(wav, pcap, lead_silence_s=0.5, tail_silence_s=3.0)
-    scenario = work / "cancel.xml"
-    text = (SCENARIOS / "caller_cancel.xml").read_text()
-    scenario.write_text(text.replace("@PCAP@", str(pcap)).replace("@CANCEL_AFTER_MS@", str(cancel_after_ms)))
+    scenario = cancelling_scenario(wav, work, cancel_after_ms=cancel_after_ms, lead_silence_s=0.5,
+                                   tail_silence_s=3.0)
     messages = work / "cancel-messages.log"
     done = subprocess.run(
         ["sipp", f"{config.sip.address}:{config.sip.port}", "-sf", str(scenario), "-s", NUMBER, "-i", TRUNK_IP,

@@ -61,6 +61,17 @@ def caller_pcap(wav: Path, out: Path, *, lead_silence_s: float, tail_silence_s: 
     return lead_silence_s
 
 
+def cancelling_scenario(wav: Path, work: Path, *, cancel_after_ms: int, lead_silence_s: float,
+                        tail_silence_s: float) -> Path:
+    """A trunk call that says `wav` and CANCELs `cancel_after_ms` after the 183 (files written in `work`)."""
+    pcap = work / "cancel.pcap"
+    caller_pcap(wav, pcap, lead_silence_s=lead_silence_s, tail_silence_s=tail_silence_s)
+    scenario = work / "cancel.xml"
+    text = (SCENARIOS / "caller_cancel.xml").read_text()
+    scenario.write_text(text.replace("@PCAP@", str(pcap)).replace("@CANCEL_AFTER_MS@", str(cancel_after_ms)))
+    return scenario
+
+
 def caller_scenario(pcap: Path, out: Path) -> Path:
     out.write_text((SCENARIOS / "caller.xml").read_text().replace("@PCAP@", str(pcap)))
     return out
