@@ -308,3 +308,66 @@ async def test_the_pause_report_looks_ahead_for_words_not_yet_emitted(service) -
     # out whole on one machine, 5 on another, 2 there without the look-ahead): the proof is the margin.
     assert len(complete) > len(sentences) // 2, with_lookahead
     assert len(complete) >= len(complete_without) + 2, (with_lookahead, without)
+
+
+@needs_tts
+async def test_no_new_stream_while_recognition_is_behind_real_time(service) -> None:
+    """A decoder that cannot keep up (here: its scheduler stopped) lets audio pile up; past the engine's
+    max_backlog_ms a new call is refused at once, and taken again once the backlog is decoded."""
+    from prometheus_client import REGISTRY
+
+    stub, _, rec = service
+    model = rec.folder.name
+
+    def refused() -> float:
+        labels = {"model": model, "reason": "behind"}
+        return REGISTRY.get_sample_value("zhida_recognizer_streams_rejected_total", labels) or 0.0
+
+    before = refused()
+    gate = asyncio.Event()
+    speech = mulaw_packets(telephone_speech(demo_sentences()[0]), trailing_silence_ms=0)
+
+    async def late():
+        yield config(end_silence_ms=5000)
+        for p in speech:
+            yield pb.StreamingRecognizeRequest(audio=p)
+        await gate.wait()
+
+    await rec.scheduler.stop()
+    behind = stub.StreamingRecognize(late())
+    try:
+        limit = rec.config.max_backlog_ms
+        await wait_for(lambda: rec.backlog_ms() > limit)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await collect(stub, config(), [b"\xff" * 160])
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "behind real time" in (err.value.details() or "")
+        assert refused() == before + 1
+        await rec.scheduler.start()
+        await wait_for(lambda: rec.backlog_ms() < limit, timeout=30)
+        responses = await collect(stub, config(end_silence_ms=0), [b"\xff" * 160] * 10)
+        assert responses[-1].is_final
+    finally:
+        gate.set()
+        behind.cancel()
+        await rec.scheduler.start()
+
+
+async def test_streams_and_audio_are_counted_for_prometheus(service) -> None:
+    from prometheus_client import REGISTRY
+
+    stub, _, rec = service
+    labels = {"model": rec.folder.name}
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    opened, audio = sample("zhida_recognizer_streams_total"), sample("zhida_recognizer_audio_seconds_total")
+    rtf_count = sample("zhida_recognizer_real_time_factor_count")
+    responses = await collect(stub, config(end_silence_ms=0), [b"\xff" * 160] * 25)  # 0.5 s
+    assert responses[-1].is_final
+    await wait_for(lambda: rec.active_streams == 0)
+    assert sample("zhida_recognizer_streams_total") == opened + 1
+    assert sample("zhida_recognizer_audio_seconds_total") == pytest.approx(audio + 0.5)
+    assert sample("zhida_recognizer_real_time_factor_count") == rtf_count + 1
+    assert sample("zhida_recognizer_streams_active") == 0

@@ -24,7 +24,14 @@ from prometheus_client import Counter, Gauge, Histogram
 STREAMS_ACTIVE = Gauge("zhida_recognizer_streams_active", "Recognition streams open.", ["model"])
 STREAMS = Counter("zhida_recognizer_streams_total", "Recognition streams opened.", ["model"])
 STREAMS_REJECTED = Counter(
-    "zhida_recognizer_streams_rejected_total", "Streams refused at the concurrency bound.", ["model"]
+    "zhida_recognizer_streams_rejected_total",
+    "Streams refused: at the concurrency bound (busy), or while recognition is behind real time (behind).",
+    ["model", "reason"],
+)
+BACKLOG_SECONDS = Gauge(
+    "zhida_recognizer_backlog_seconds",
+    "Audio received and not yet decoded, of the stream furthest behind (after each decoding round).",
+    ["model"],
 )
 AUDIO_SECONDS = Counter(
     "zhida_recognizer_audio_seconds_total", "Audio received, in seconds of audio.", ["model"]
@@ -75,6 +82,26 @@ def observe_rtf(model: str, audio_seconds: float, processing_seconds: float) -> 
         REAL_TIME_FACTOR.labels(model).observe(processing_seconds / audio_seconds)
 
 
-def stream_rejected(model: str) -> None:
-    """Call when a stream is refused with RESOURCE_EXHAUSTED."""
-    STREAMS_REJECTED.labels(model).inc()
+def stream_rejected(model: str, reason: str = "busy") -> None:
+    """Call when a stream is refused with RESOURCE_EXHAUSTED (`reason`: busy or behind)."""
+    STREAMS_REJECTED.labels(model, reason).inc()
+
+
+def stream_opened(model: str) -> None:
+    STREAMS.labels(model).inc()
+    STREAMS_ACTIVE.labels(model).inc()
+
+
+def stream_closed(model: str, audio_seconds: float, processing_seconds: float) -> None:
+    STREAMS_ACTIVE.labels(model).dec()
+    observe_rtf(model, audio_seconds, processing_seconds)
+
+
+def audio_received(model: str, seconds: float) -> None:
+    AUDIO_SECONDS.labels(model).inc(seconds)
+
+
+def round_done(model: str, processing_seconds: float, backlog_seconds: float) -> None:
+    """One decoding round of the engine (every stream in it): its time, and how far behind the streams are."""
+    PROCESSING_SECONDS.labels(model).inc(processing_seconds)
+    BACKLOG_SECONDS.labels(model).set(backlog_seconds)

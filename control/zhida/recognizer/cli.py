@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="paddle",
         help="chunked-encoder backend; onnx needs `zhida models export-onnx` first",
     )
+    serve.add_argument("--max-backlog-ms", type=int, default=2000,
+                       help="refuse new streams while a stream has this much audio not yet decoded (0: never)")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="serve Prometheus metrics on this port (0: a free one)")
+    serve.add_argument("--metrics-addr", default="127.0.0.1")
     serve.set_defaults(func=_serve)
 
     models = subparsers.add_parser("models", help="manage recognition models")
@@ -78,6 +83,11 @@ def _serve(args: argparse.Namespace) -> int:
     from zhida.recognizer.modelfolder import ModelError
     from zhida.recognizer.server import serve
 
+    if args.metrics_port is not None:
+        from zhida.metrics.http import start_metrics_server
+
+        _, port = start_metrics_server(args.metrics_port, addr=args.metrics_addr)
+        print(f"metrics on http://{args.metrics_addr}:{port}/metrics", flush=True)
     try:
         asyncio.run(
             serve(
@@ -86,6 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
                 max_streams=args.max_streams,
                 chunk_size=args.chunk_size,
                 backend=args.backend,
+                max_backlog_ms=args.max_backlog_ms,
             )
         )
     except ModelError as exc:

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from zhida.metrics import recognizer as metrics
 from zhida.recognizer.backend import ChunkEncoderBackend, PaddleChunkEncoder
 from zhida.recognizer.decoder import DecodeConfig, StreamDecoder
 from zhida.recognizer.endpointer import EndpointerConfig
@@ -60,6 +61,10 @@ class EngineConfig:
     # chunks after its audio; the look-ahead gets those words out at the pause instead of after the next
     # chunks (0: report the last partial as it is).
     pause_lookahead_ms: int = 480
+    # No new stream while some stream has this much audio not yet decoded (the engine is behind real time, as
+    # when its CPU is taken): a refused call goes to its fallback group at once instead of every call being
+    # recognised late (0: no such bound).
+    max_backlog_ms: int = 2000
 
 
 class Recognizer:
@@ -84,7 +89,7 @@ class Recognizer:
             )
         self._streams: set[RecognitionStream] = set()
         self.scheduler = BatchScheduler(backend, lambda: self._streams, max_batch=config.max_batch,
-                                        batch_interval_ms=config.batch_interval_ms)
+                                        batch_interval_ms=config.batch_interval_ms, on_round=self._round_done)
         self.stats = self.scheduler.stats
 
     @classmethod
@@ -118,9 +123,19 @@ class Recognizer:
         """Release the worker thread; the engine is unusable afterwards."""
         self.scheduler.close()
 
+    def backlog_ms(self) -> float:
+        """How far behind real time the engine is: the most audio any open stream has waiting."""
+        return max((s.backlog_ms for s in self._streams), default=0.0)
+
+    def _round_done(self, busy_s: float) -> None:
+        metrics.round_done(self.folder.name, busy_s, self.backlog_ms() / 1000.0)
+
     def open_stream(self, config: StreamConfig) -> RecognitionStream:
         if len(self._streams) >= self.config.max_streams:
             raise StreamLimitError(f"all {self.config.max_streams} recognition streams are busy")
+        backlog = self.backlog_ms()
+        if self.config.max_backlog_ms and backlog > self.config.max_backlog_ms:
+            raise StreamLimitError(f"recognition is {backlog:.0f} ms behind real time: no new stream", "behind")
         decoder = StreamDecoder(
             self.backend,
             self.folder.vocab,

@@ -29,7 +29,8 @@ Looked = tuple[Lookahead, str, float]
 
 class BatchScheduler:
     def __init__(self, backend: ChunkEncoderBackend, streams: Callable[[], Iterable[RecognitionStream]], *,
-                 max_batch: int, batch_interval_ms: float) -> None:
+                 max_batch: int, batch_interval_ms: float,
+                 on_round: Callable[[float], None] | None = None) -> None:
         self.backend = backend
         self._streams = streams
         self.max_batch = max_batch
@@ -38,6 +39,7 @@ class BatchScheduler:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.stats = {"rounds": 0, "backend_calls": 0, "busy_s": 0.0}
+        self._on_round = on_round  # the round's time, after its results are delivered (metrics)
 
     async def start(self) -> None:
         if self._task is None:
@@ -78,12 +80,17 @@ class BatchScheduler:
             except Exception:
                 log.exception("recognition round failed; ending its streams")
                 outputs, looked = [(s, ResultKind.FINAL, "", 0.0, 0) for s, _, _ in work], []
+            busy = time.perf_counter() - started
             self.stats["rounds"] += 1
-            self.stats["busy_s"] += time.perf_counter() - started
+            self.stats["busy_s"] += busy
+            for stream, _, _ in work:
+                stream.processing_s += busy / len(work)
             for look, text, conf in looked:
                 look.stream.deliver_lookahead(look, text, conf)
             for stream, kind, text, conf, audio_ms in outputs:
                 stream.deliver(kind, text, conf, audio_ms)
+            if self._on_round is not None:
+                self._on_round(busy)
             if any(s.has_work for s in self._streams()):
                 self._wakeup.set()
 

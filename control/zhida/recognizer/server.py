@@ -21,6 +21,7 @@ from pathlib import Path
 import grpc
 
 from zhida import serving
+from zhida.metrics import recognizer as metrics
 from zhida.recognizer.decoder import DecodeConfig
 from zhida.recognizer.engine import (
     AudioError,
@@ -128,10 +129,14 @@ class RecognizerService(recognizer_pb2_grpc.RecognizerServiceServicer):
                 f"model {first.config.model!r} is not served here (this server runs "
                 f"{self.recognizer.folder.name!r})",
             )
+        model = self.recognizer.folder.name
         try:
             stream = self.recognizer.open_stream(config)
         except StreamLimitError as exc:
+            metrics.stream_rejected(model, exc.reason)
+            log.warning("stream refused call_id=%s: %s", first.config.call_id, exc)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        metrics.stream_opened(model)
         log.info("stream opened call_id=%s tenant=%s", first.config.call_id, first.config.tenant)
         reader = asyncio.create_task(self._read(request_iterator, stream))
         final = False
@@ -151,6 +156,7 @@ class RecognizerService(recognizer_pb2_grpc.RecognizerServiceServicer):
                 await context.abort(grpc.StatusCode.INTERNAL, f"recognition failed: {exc!r}")
         finally:
             stream.close()
+            metrics.stream_closed(model, stream.audio_s, stream.processing_s)
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -160,13 +166,16 @@ class RecognizerService(recognizer_pb2_grpc.RecognizerServiceServicer):
         self, requests: AsyncIterator[recognizer_pb2.StreamingRecognizeRequest], stream: RecognitionStream
     ) -> None:
         """Feed audio until the client half-closes; contract breaks end the stream with an error."""
+        model = self.recognizer.folder.name
         try:
             async for req in requests:
                 kind = req.WhichOneof("request")
                 if kind == "config":
                     raise _BadRequest("config may be sent only once, in the first request")
                 if kind == "audio":
+                    before = stream.audio_s
                     stream.feed(req.audio)
+                    metrics.audio_received(model, stream.audio_s - before)
         except (_BadRequest, AudioError):
             stream.fail()
             raise
@@ -232,10 +241,12 @@ async def serve(
     chunk_size: int | None = None,
     backend: str = "paddle",
     grace: float = 5.0,
+    max_backlog_ms: int = EngineConfig.max_backlog_ms,
 ) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     server, _, recognizer = await start_server(
-        address, model_dir, max_streams=max_streams, chunk_size=chunk_size, backend=backend
+        address, model_dir, max_streams=max_streams, chunk_size=chunk_size, backend=backend,
+        engine_config=EngineConfig(max_backlog_ms=max_backlog_ms),
     )
     await serving.until_signalled()
     log.info("recognizer shutting down")

@@ -30,7 +30,11 @@ class Encoding(enum.Enum):
 
 
 class StreamLimitError(Exception):
-    """The engine already serves its maximum number of streams."""
+    """The engine takes no more streams: it serves its maximum (`busy`), or it is behind real time (`behind`)."""
+
+    def __init__(self, message: str, reason: str = "busy") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class AudioError(ValueError):
@@ -118,6 +122,8 @@ class RecognitionStream:
         self.closed = False
         self.final_sent = False
         self.opened = time.monotonic()
+        self.audio_s = 0.0  # audio fed, in seconds
+        self.processing_s = 0.0  # this stream's share of the decoding rounds it was in
         self.first_partial_at: float | None = None
         # Decoding starts at speech start (with a short pre-roll): seconds of line silence before the caller
         # speaks (a prompt playing) only cost CPU and throw a small model off. Offsets stay stream-relative.
@@ -143,6 +149,7 @@ class RecognitionStream:
             pcm = alaw_decode(payload)
         else:
             pcm = np.frombuffer(payload, dtype="<i2")
+        self.audio_s += samples_in / self.config.sample_rate
         audio = self._resampler.process(pcm)
         self._accept16k(audio)
 
@@ -250,6 +257,11 @@ class RecognitionStream:
         if self.end_reason:
             return not self.final_sent
         return self._decoding and bool(self._pending) and self._pending_samples >= self.samples_needed
+
+    @property
+    def backlog_ms(self) -> float:
+        """Audio received that the decoder has not taken yet (normally less than one chunk)."""
+        return self._pending_samples / 16.0
 
     def take_audio(self) -> np.ndarray | None:
         if not self._pending:
