@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := kamailio kamailio-json-modules kamailio-extra-modules kamailio-utils-modules \
 	kamailio-sqlite-modules rtpengine-daemon sip-tester espeak-ng sox sqlite3 iproute2 prometheus \
-	ansible ansible-lint nftables acl python3-venv python3-dev
+	ansible ansible-lint nftables acl python3-venv python3-dev postgresql
 STAMP := $(VENV)/.installed
 # setuptools 81 dropped pkg_resources, which lac's setup.py imports (below); grpcio-tools needs >= 77.
 SETUPTOOLS := "setuptools>=77,<81"
