@@ -77,9 +77,11 @@ def _extra(config: Config, name: str) -> Config:
 
 
 def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, routers: int = 1, db_url: str = "",
-               prepare: Callable[[Config], None] | None = None, attempts: int = 3, **controller: object) -> Room:
+               prepare: Callable[[Config], None] | None = None, services: tuple[str, ...] = stack.SERVICES,
+               attempts: int = 3, **controller: object) -> Room:
     """The stack with `media_nodes` rtpengines and `workers` recogniser workers; retried on fresh ports when a
-    daemon lost a port to another process of the machine. `prepare` changes the configuration first."""
+    daemon lost a port to another process of the machine. `prepare` changes the configuration first;
+    `services` are those of the stack's own that start (a second SIP edge: no speech services of its own)."""
     for attempt in range(attempts):
         config = stack_config(run_dir, **controller)
         if db_url:
@@ -120,7 +122,7 @@ def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, routers
                 # the same tenants' rules as the stack's own routing service (a shared folder, as a room needs)
                 router.tenants_dir = config.routing_tenants_dir
                 stack.start_routing(router)
-            stack.up(config, None)
+            stack.up(config, None, services=services)
             return room
         except processes.StartError:
             room.stop()
