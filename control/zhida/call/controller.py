@@ -76,6 +76,9 @@ class CallController:
         self.steps.records_dir.mkdir(parents=True, exist_ok=True)
         await self.ng.connect()
         await self.rpc.connect()
+        for channel in (self.recognizer_channel, self.routing_channel):
+            # every worker connected (and health-watched) now, not when the first call needs one
+            channel.get_state(try_to_connect=True)
         await self.reconcile()
         self.answered = await start_answered_mode(self.config, self.steps, self.machine, self.calls)
         self.evapi.start()
