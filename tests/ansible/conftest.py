@@ -137,7 +137,7 @@ def choose_ports() -> dict[str, int]:
     names = ("site_sip_port", "site_kamailio_http_port", "site_kamailio_jsonrpc_port", "site_kamailio_evapi_port",
              "site_rtpengine_ng_port", "site_rtpengine_http_port", "site_rtpengine_cli_port", "site_recognizer_port",
              "site_routing_port", "site_api_port", "site_b2bua_port", "site_controller_metrics_port",
-             "site_prometheus_port")
+             "site_recognizer_metrics_port", "site_routing_metrics_port", "site_prometheus_port")
     ports: dict[str, int] = dict(zip(names, free_ports(len(names), port_range=STABLE_RANGE), strict=True))
     base = random.randrange(20000, 29000, 200)
     return {**ports, "site_rtp_port_min": base, "site_rtp_port_max": base + 199}

@@ -63,6 +63,8 @@ def test_example_machine_room_scrapes_every_node(tmp_path: Path) -> None:
     assert targets["kamailio"] == ["10.20.1.11:9101", "10.20.1.12:9101"]
     assert targets["rtpengine"] == ["10.20.2.21:2225", "10.20.2.22:2225"]
     assert targets["zhida-controller"] == ["10.20.1.11:9102", "10.20.1.12:9102"]
+    assert targets["zhida-recognizer"] == ["10.20.3.31:9103", "10.20.3.32:9103", "10.20.3.33:9103"]
+    assert targets["zhida-routing"] == ["10.20.3.31:9104", "10.20.3.32:9104", "10.20.3.33:9104"]
     assert len(targets["node"]) == 8
 
 
@@ -142,6 +144,9 @@ def test_example_zhida_configuration_loads_on_every_node(example_rendered: Path)
             assert (config.media.trunk_interface, config.media.agent_interface) == ("pub", "priv")
             assert config.controller.b2bua_answer_timeout_ms == 4000
     units = sorted(path.name for path in (example_rendered / "speech-1/etc/systemd/system").glob("*.service"))
+    assert units == ["zhida-learn-due.service", "zhida-recognizer.service", "zhida-routing.service"]
+    # scheduled learning on one routing node only: the call records it learns from are shared
+    units = sorted(path.name for path in (example_rendered / "speech-2/etc/systemd/system").glob("*.service"))
     assert units == ["zhida-recognizer.service", "zhida-routing.service"]
     assert [path.name for path in (example_rendered / "sip-edge-1/etc/systemd/system").glob("*.service")] == [
         "zhida-controller.service"]

@@ -137,6 +137,9 @@ def test_units_run_the_installed_package_with_the_provisioned_files(provisioned:
     for path in source.rglob("*"):
         if path.is_file():
             assert (placed / path.relative_to(source)).read_bytes() == path.read_bytes(), path
+    for service in ("recognizer", "routing"):
+        argv, _, _ = provisioned.unit(f"zhida-{service}.service")
+        assert argv[argv.index("--metrics-port") + 1] == str(provisioned.ports[f"site_{service}_metrics_port"])
     argv, env, _ = provisioned.unit("zhida-controller.service")
     assert argv[2:] == ["--config", str(provisioned.path("etc/zhida/zhida.yaml"))]
     assert env["OMP_NUM_THREADS"] == "1"  # from the environment file, not the world-readable unit
@@ -224,7 +227,7 @@ def test_prometheus_starts_from_the_provisioned_files_and_scrapes_the_edge(
     daemons.wait(prometheus, ready, 60)
     # The scrape interval is 15 s: the first scrape of each target lands within one interval.
     daemons.wait(prometheus, lambda: health().get("kamailio") == health().get("rtpengine") == "up", 45)
-    assert set(health()) == {"kamailio", "rtpengine", "zhida-controller"}
+    assert set(health()) == {"kamailio", "rtpengine", "zhida-controller", "zhida-recognizer", "zhida-routing"}
 
 
 def test_a_call_through_the_provisioned_edge_reaches_the_fallback_agent(
@@ -287,6 +290,23 @@ def test_a_spoken_request_through_the_provisioned_platform_reaches_the_right_age
         pytest.xfail(f"the committed test model did not recognise the sentence: {line['transcript']!r}")
     assert line["call_id"] in repair.received_calls()
     assert line["call_id"] not in operator.received_calls()
+    # the speech services' /metrics, where the provisioned Prometheus scrapes them, counted the call
+    recognizer = metrics_text(provisioned.ports["site_recognizer_metrics_port"])
+    assert metric_value(recognizer, "zhida_recognizer_streams_total") >= 1
+    assert metric_value(recognizer, "zhida_recognizer_audio_seconds_total") > 1.0
+    routing = metrics_text(provisioned.ports["site_routing_metrics_port"])
+    assert "zhida_routing_" in routing
+
+
+def metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        return answer.read().decode()
+
+
+def metric_value(text: str, name: str) -> float:
+    """The sum of a metric's samples (every label set) in Prometheus' text format."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
 
 
 def test_a_configuration_kamailio_refuses_never_replaces_the_live_one(tmp_path: Path) -> None:
