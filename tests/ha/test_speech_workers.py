@@ -8,11 +8,14 @@ other worker.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from zhida.call.prompts import synthesize
+from zhida.stack.sipp import AgentPhone
 
 from tests.call.conftest import Agents, kill_service
 from tests.ha.speechkit import GROUP, SENTENCE, Caller, Room, call, controller_log, metric, start_room, wait
@@ -59,9 +62,12 @@ def test_calls_are_shared_by_both_workers(room: Room, phones: Agents, sentence_w
     assert {w for workers in served for w in workers} == {0, 1}, served
 
 
-def test_a_worker_killed_mid_call_sends_that_call_to_fallback_and_the_next_calls_to_the_other(
-    room: Room, phones: Agents, sentence_wav: Path, tmp_path: Path
+@pytest.mark.parametrize("failure", ["killed", "frozen"])
+def test_a_worker_failing_mid_call_sends_that_call_to_fallback_and_the_next_calls_to_the_other(
+    room: Room, phones: Agents, sentence_wav: Path, tmp_path: Path, failure: str
 ) -> None:
+    """Killed (SIGKILL: its connection closes) or frozen (SIGSTOP: the connection stays, HTTP/2 keepalive pings
+    go unanswered): the call it heard goes to the fallback group, and its health watch fails so it gets no more."""
     phones.start("1001")
     operator = phones.start("1091")
     marks = [len(room.worker_log(i)) for i in range(2)]
@@ -70,7 +76,21 @@ def test_a_worker_killed_mid_call_sends_that_call_to_fallback_and_the_next_calls
     wait(lambda: "-> listening" in controller_log(room.config)[log_mark:], 20, "the caller was never heard")
     wait(lambda: any("stream opened" in room.worker_log(i)[marks[i]:] for i in range(2)), 10, "no stream opened")
     victim = next(i for i in range(2) if "stream opened" in room.worker_log(i)[marks[i]:])
-    kill_service(room.workers[victim], "recognizer")
+    if failure == "killed":
+        kill_service(room.workers[victim], "recognizer")
+    else:
+        frozen = int((room.workers[victim].run_dir / "pids" / "recognizer.pid").read_text())
+        os.killpg(frozen, signal.SIGSTOP)
+        # thawed at the end, so that the stack stops
+    try:
+        _the_call_falls_back_and_the_next_go_to_the_other(room, caller, operator, victim, sentence_wav, tmp_path)
+    finally:
+        if failure == "frozen":
+            os.killpg(frozen, signal.SIGCONT)
+
+
+def _the_call_falls_back_and_the_next_go_to_the_other(room: Room, caller: Caller, operator: AgentPhone, victim: int,
+                                                      sentence_wav: Path, tmp_path: Path) -> None:
     wait(lambda: len(operator.received_calls()) > 0, 15, "the fallback group never rang")
 
     result = caller.join()
