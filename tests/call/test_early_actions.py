@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -12,6 +13,7 @@ from zhida.call.machine import CallMachine
 from zhida.call.model import Call
 from zhida.call.states import Action, CallState, Flow
 from zhida.codecs import netstring
+from zhida.media.ng import NgClient
 from zhida.sip.evapi import EvapiLink
 
 pytestmark = pytest.mark.timeout(10)
@@ -39,7 +41,9 @@ async def test_actions_go_out_for_held_calls_only() -> None:
         held = Call(call_id="held-1", tenant="demo", from_tag="f", caller="1", called="2", caller_sdp="",
                     flow=Flow.EARLY, held_at=0.0, tindex=1, tlabel=2)
         calls = {held.call_id: held}
-        flow = EarlyFlow(cast(Any, None), CallMachine(_no_action), rpc=cast(Any, None), evapi=link, calls=calls)
+        # one media node, never asked here: Kamailio's default set, no media_set field
+        steps = SimpleNamespace(ng=NgClient("127.0.0.1", 9))
+        flow = EarlyFlow(cast(Any, steps), CallMachine(_no_action), rpc=cast(Any, None), evapi=link, calls=calls)
         ghost = Call(call_id="ghost1", tenant="demo", from_tag="f", caller="1", called="2", caller_sdp="",
                      flow=Flow.EARLY, held_at=0.0)
         assert flow.send(ghost, "extend") is False
