@@ -39,10 +39,18 @@ RECOGNIZER_KEEPALIVE: list[tuple[str, Any]] = [
 
 
 def service_config(health_service: str) -> str:
-    """round_robin over the target's addresses, each watched through grpc.health.v1 for `health_service`."""
+    """round_robin over the target's addresses, each watched through grpc.health.v1 for `health_service`; a
+    call the worker refuses outright (RESOURCE_EXHAUSTED: at its stream limit, or behind real time) is tried once
+    more, on the next worker. gRPC retries only calls whose server has sent nothing yet: a recognition stream cut
+    after its first result is not replayed elsewhere (that call goes to the fallback group)."""
     return json.dumps({
         "loadBalancingConfig": [{"round_robin": {}}],
         "healthCheckConfig": {"serviceName": health_service},
+        "methodConfig": [{
+            "name": [{"service": health_service}],
+            "retryPolicy": {"maxAttempts": 2, "initialBackoff": "0.01s", "maxBackoff": "0.05s",
+                            "backoffMultiplier": 2, "retryableStatusCodes": ["RESOURCE_EXHAUSTED"]},
+        }],
     })
 
 
