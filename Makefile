@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := kamailio kamailio-json-modules kamailio-extra-modules kamailio-utils-modules \
-	kamailio-sqlite-modules rtpengine-daemon sip-tester espeak-ng sox sqlite3 iproute2 prometheus \
+	kamailio-sqlite-modules kamailio-postgres-modules rtpengine-daemon sip-tester espeak-ng sox sqlite3 iproute2 prometheus \
 	ansible ansible-lint nftables acl python3-venv python3-dev postgresql
 STAMP := $(VENV)/.installed
 # setuptools 81 dropped pkg_resources, which lac's setup.py imports (below); grpcio-tools needs >= 77.
@@ -25,6 +25,7 @@ apt:
 	@if ! command -v kamailio >/dev/null || ! command -v rtpengine >/dev/null || ! command -v sipp >/dev/null \
 	   || ! command -v espeak-ng >/dev/null || ! command -v prometheus >/dev/null \
 	   || ! command -v ansible-playbook >/dev/null || ! command -v ansible-lint >/dev/null \
+	   || ! ls /usr/lib/*/kamailio/modules/db_postgres.so >/dev/null 2>&1 \
 	   || ! $(PYTHON) -c "import ensurepip" 2>/dev/null; then \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \

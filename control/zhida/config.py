@@ -20,6 +20,8 @@ REPO_DIR = PACKAGE_DIR.parent.parent
 DEMO_DIR = PACKAGE_DIR / "demo"
 # kamailio.cfg defines one rtpengine set per media node, this many at most
 MAX_MEDIA_NODES = 4
+# kamailio.cfg takes this many DMQ notification addresses (the other SIP edge nodes)
+MAX_DMQ_PEERS = 3
 
 class ConfigError(ValueError):
     """A configuration file that does not load, with every offending key's path in the message."""
@@ -41,7 +43,27 @@ class SipConfig(Section):
     workers: int = Field(8, ge=1)
     # A second SIP socket facing the agents' network ("udp:10.0.2.1:5060"); empty: agents use `address`.
     agent_listen: str = ""
+    # Several SIP edge nodes share agents' registrations over DMQ (Kamailio's dmq_usrloc): this node's DMQ socket
+    # ("10.0.1.11:5090", UDP, on the network between the edge nodes) and the other nodes' ("10.0.1.12:5090"), or
+    # one DNS name that resolves to all of them; both or neither (`zhida up` refuses one alone). Empty: one edge
+    # node, registrations in its memory alone.
+    dmq_address: str = ""
+    dmq_peers: list[str] = Field(default_factory=list, max_length=MAX_DMQ_PEERS)
     config_file: Path = REPO_DIR / "kamailio" / "kamailio.cfg"
+
+    @field_validator("dmq_address")
+    @classmethod
+    def _dmq_address_is_host_port(cls, address: str) -> str:
+        if address:
+            _host_port(address)
+        return address
+
+    @field_validator("dmq_peers")
+    @classmethod
+    def _dmq_peers_are_host_port(cls, peers: list[str]) -> list[str]:
+        for peer in peers:
+            _host_port(peer)
+        return peers
 
 
 class MediaConfig(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ def render_kamailio_local(config: Config) -> str:
         f'#!define B2BUA_ADDRESS "sip:{config.controller.rtp_address}:{config.controller.b2bua_port}"',
         f"#!define B2BUA_ANSWER_TIMEOUT {config.controller.b2bua_answer_timeout_ms}",
         *_agent_network_lines(config),
+        *_dmq_lines(config),
         "",
     ])
 
@@ -79,6 +81,20 @@ def _agent_network_lines(config: Config) -> list[str]:
         lines.append(f'#!substdef "!RTP_AGENT_DIRECTION!direction={media.trunk_interface} '
                      f'direction={media.agent_interface}!g"')
     return lines
+
+
+def _dmq_lines(config: Config) -> list[str]:
+    """Registrations shared with the other SIP edge nodes (dmq_usrloc); none for a single edge."""
+    sip = config.sip
+    if not (sip.dmq_address or sip.dmq_peers):
+        return []
+    if not (sip.dmq_address and sip.dmq_peers):
+        raise processes.StartError("sip.dmq_address and sip.dmq_peers go together: this node's DMQ socket and "
+                                   "the other edge nodes'")
+    lines = ["#!define WITH_DMQ", f"#!define DMQ_LISTEN udp:{sip.dmq_address}",
+             f'#!define DMQ_SERVER_ADDRESS "sip:{sip.dmq_address}"']
+    names = ["DMQ_NOTIFICATION_ADDRESS", *(f"DMQ_NOTIFICATION_ADDRESS_{n}" for n in range(2, len(sip.dmq_peers) + 1))]
+    return lines + [f'#!define {name} "sip:{peer}"' for name, peer in zip(names, sip.dmq_peers, strict=True)]
 
 
 def kamailio_argv(config: Config) -> list[str]:
@@ -186,9 +202,15 @@ def up(config: Config, config_path: Path | None, services: tuple[str, ...] = SER
 
     logs = config.log_dir
     media = config.media
-    process = processes.start(run, "rtpengine", rtpengine_argv(config))
-    processes.wait_ready("rtpengine", lambda: ng_ping(media.interface, media.ng_port), process,
-                         logs / "rtpengine.log")
+    if "rtpengine" in services:
+        process = processes.start(run, "rtpengine", rtpengine_argv(config))
+        processes.wait_ready("rtpengine", lambda: ng_ping(media.interface, media.ng_port), process,
+                             logs / "rtpengine.log")
+    else:
+        # another node's media (`media.nodes`): Kamailio marks one that does not answer its first ping as down
+        for host, port in media.ng_nodes:
+            processes.wait_ready(f"rtpengine {host}:{port}", functools.partial(ng_ping, host, port), None,
+                                 logs / "kamailio.log", timeout=10)
 
     argv = kamailio_argv(config)
     check = subprocess.run([*argv[:3], "-c"], capture_output=True, text=True)
@@ -246,7 +268,8 @@ def start_controller(config: Config) -> None:
 
 def down(config: Config) -> None:
     for name in reversed(SERVICES):
-        if name == "rtpengine":
+        if name == "rtpengine" and processes.pid_file(config.run_dir, name).exists():
+            # only this stack's own rtpengine: another node's media may carry other edges' calls
             _delete_all_rtpengine_calls(config)
         if processes.stop(config.run_dir, name):
             log.info("stopped %s", name)
