@@ -1,0 +1,195 @@
+"""Two SIP edges (Kamailio and controller each) sharing agents' registrations over DMQ, the directory in one
+real PostgreSQL server, real calls.
+
+The edges listen on their own loopback addresses (127.0.0.11 and 127.0.0.12; network namespaces would cost a
+veth pair and routes per edge for nothing more that this test checks): SIP, DMQ and the controller's ports of
+each edge are its own, the speech services and the media node (rtpengine) are the first edge's and shared, as
+in a machine room where media and speech nodes are separate. The carrier (127.0.0.2) calls either edge.
+
+One scenario, in order:
+- agents registered on edge 2 take a call that enters through edge 1, then agents registered on edge 1 take a
+  call through edge 2; media flows both ways (rtpengine's final stats: caller and agent both sent);
+- PostgreSQL stopped for 10 s under calls on both edges: agents' REGISTER refreshes still pass, on the edge they
+  registered with and on the other (the cached credentials travel over DMQ), a wrong password still fails, and
+  the calls end normally;
+- Kamailio of edge 1 SIGKILLed while a call through edge 2 is in its speech phase: that call goes on to an
+  agent; a new call enters through edge 2 and reaches an agent registered on edge 1 (its registration lives on
+  in edge 2's memory);
+- nothing is left: no rtpengine session, no dialog in the live Kamailio, no call in either controller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from zhida.call.prompts import synthesize
+from zhida.config import Config
+from zhida.stack import up as stack
+from zhida.stack.ports import free_ports
+from zhida.stack.sipp import AgentPhone, SippResult, register_agent
+
+from tests.call.conftest import AGENT_IP, TRUNK_IP, Agents, kill_service, rtpengine_final_stats
+from tests.ha.pgkit import PostgresServer, postgres  # noqa: F401 (a fixture, found by name)
+from tests.ha.speechkit import SENTENCE, Caller, Room, controller_log, metric, start_room, wait
+
+pytestmark = pytest.mark.timeout(420)
+
+EDGE_IPS = ("127.0.0.11", "127.0.0.12")
+DOMAIN = "demo.zhida.local"
+
+
+@pytest.fixture(scope="module")
+def sentence_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthesize(SENTENCE, tmp_path_factory.mktemp("wav") / "repair.wav")
+
+
+def start_edges(tmp_path: Path, directory_url: str) -> list[Room]:
+    """Edge 1 with the media node and the speech services, then edge 2 using them; each edge names the other as
+    its DMQ peer."""
+    dmq = [f"{ip}:{port}" for ip, port in zip(EDGE_IPS, free_ports(2), strict=True)]
+    rooms: list[Room] = []
+
+    def as_edge(n: int) -> Callable[[Config], None]:
+        def prepare(config: Config) -> None:
+            config.sip.address = EDGE_IPS[n]
+            config.directory_url = directory_url
+            config.sip.dmq_address = dmq[n]
+            config.sip.dmq_peers = [dmq[1 - n]]
+            if n == 1:
+                first = rooms[0].config
+                config.media = first.media.model_copy()
+                config.recognizer.target = first.recognizer.listen
+                config.routing.target = first.routing.listen
+        return prepare
+
+    try:
+        rooms.append(start_room(tmp_path / "edge1", media_nodes=1, workers=1, prepare=as_edge(0)))
+        rooms.append(start_room(tmp_path / "edge2", media_nodes=1, workers=1, prepare=as_edge(1),
+                                services=("kamailio", "controller")))
+    except BaseException:
+        for room in reversed(rooms):
+            room.stop()
+        raise
+    return rooms
+
+
+def registered(config: Config, username: str) -> bool:
+    """Whether this edge's Kamailio has a contact for the agent (its own REGISTER or a DMQ copy)."""
+    try:
+        answer = stack.kamailio_rpc(config.sip.rpc_port, "ul.lookup", "location", f"{username}@{DOMAIN}")
+    except RuntimeError:
+        return False
+    return bool(isinstance(answer, dict) and answer.get("Contacts"))
+
+
+def register(config: Config, phone: AgentPhone, work: Path, *, password: str | None = None, expires: int = 600) -> int:
+    """sipp's REGISTER of `phone` through this edge (exit status 0: 200 OK after the challenge)."""
+    return register_agent(f"{config.sip.address}:{config.sip.port}", phone, work_dir=work, password=password,
+                          expires=expires)
+
+
+def answered_by(phones: list[AgentPhone], before: dict[str, int]) -> list[str]:
+    return [p.username for p in phones if len(p.received_calls()) > before.get(p.username, 0)]
+
+
+def calls_seen(phones: list[AgentPhone]) -> dict[str, int]:
+    return {p.username: len(p.received_calls()) for p in phones}
+
+
+def assert_media_both_ways(media: Config, result: SippResult) -> None:
+    log = media.log_dir / "rtpengine.log"
+    wait(lambda: bool(rtpengine_final_stats(log, result.call_id)), 10, "the call's final media stats")
+    senders = {e["remote"] for e in rtpengine_final_stats(log, result.call_id).values() if e["packets"]}
+    assert {TRUNK_IP, AGENT_IP} <= senders, senders
+
+
+def call_reaches(edge: Config, agents: list[AgentPhone], wav: Path, work: Path, media: Config,
+                 **kwargs: float) -> SippResult:
+    """One call through `edge`: it must end normally, answered by one of `agents`, with media both ways."""
+    before = calls_seen(agents)
+    result = Caller(edge, wav, work, **kwargs).join()
+    assert result.returncode == 0, result.messages[-3000:]
+    assert answered_by(agents, before), f"none of {[p.username for p in agents]} got the call"
+    assert_media_both_ways(media, result)
+    return result
+
+
+def test_an_edge_pair_shares_agents_survives_a_database_outage_and_an_edge_death(
+    postgres: PostgresServer, sentence_wav: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    one, two = rooms = start_edges(tmp_path, postgres.url)
+    edge1, edge2, media = one.config, two.config, one.config
+    books: list[Agents] = []
+    try:
+        for n, room in enumerate(rooms):
+            (tmp_path / f"agents{n + 1}").mkdir()
+            books.append(Agents(room.config, tmp_path / f"agents{n + 1}"))
+        work1, work2 = books[0].work, books[1].work
+
+        # agents of edge 2 (repair 1002, operator 1092) take a call entering through edge 1
+        on_two = [books[1].start("1002"), books[1].start("1092")]
+        wait(lambda: all(registered(edge1, p.username) for p in on_two), 5, "edge 2's agents known on edge 1")
+        call_reaches(edge1, on_two, sentence_wav, tmp_path / "via1", media)
+        for phone in on_two:  # unregistered through edge 2: gone from edge 1 too
+            assert register(edge2, phone, work2, expires=0) == 0
+        wait(lambda: not any(registered(edge1, p.username) for p in on_two), 5, "de-registration on edge 1")
+
+        # agents of edge 1 (repair 1001, operator 1091) take a call entering through edge 2
+        on_one = [books[0].start("1001"), books[0].start("1091")]
+        wait(lambda: all(registered(edge2, p.username) for p in on_one), 5, "edge 1's agents known on edge 2")
+        call_reaches(edge2, on_one, sentence_wav, tmp_path / "via2", media)
+
+        # PostgreSQL away for 10 s under calls on both edges: REGISTER refreshes pass from the cached credentials
+        callers = [Caller(edge, sentence_wav, tmp_path / f"outage{n}") for n, edge in enumerate((edge1, edge2))]
+        time.sleep(1.0)
+        postgres.stop()
+        away_at = time.monotonic()
+        for phone in on_one:
+            assert register(edge1, phone, work1) == 0, f"{phone.username}: refresh on its own edge refused"
+            assert register(edge2, phone, work1) == 0, f"{phone.username}: refresh on the other edge refused"
+        assert register(edge1, on_one[0], work1, password="not-the-password") != 0
+        time.sleep(max(0.0, 10.0 - (time.monotonic() - away_at)))
+        postgres.start()
+        for caller in callers:
+            result = caller.join()
+            assert result.returncode == 0, result.messages[-3000:]
+        for edge in (edge1, edge2):
+            assert "checked against cached credentials (1)" in (edge.log_dir / "kamailio.log").read_text(
+                errors="replace")
+        # the directory answers again: an agent never registered before (so never cached) gets in
+        late = books[1].start("1012")
+        assert registered(edge1, late.username)
+
+        # edge 1's Kamailio dies while a call through edge 2 is being listened to
+        mark = len(controller_log(edge2))
+        speaking = Caller(edge2, sentence_wav, tmp_path / "during", lead_s=0.5, tail_s=6.0)
+        wait(lambda: "-> listening" in controller_log(edge2)[mark:], 20, "the call through edge 2 was never heard")
+        before = calls_seen(on_one)
+        kill_service(edge1, "kamailio")
+        result = speaking.join()
+        assert result.returncode == 0, result.messages[-3000:]
+        assert answered_by(on_one, before), "the call in its speech phase did not reach an agent"
+        assert_media_both_ways(media, result)
+        # a new call enters through edge 2 and reaches an agent that registered on edge 1 only
+        assert all(registered(edge2, p.username) for p in on_one)
+        call_reaches(edge2, on_one, sentence_wav, tmp_path / "after", media)
+
+        # nothing left behind
+        wait(lambda: not stack.ng_request(media, "list", limit="100").get("calls"), 10, "rtpengine sessions left")
+        wait(lambda: not stack.kamailio_rpc(edge2.sip.rpc_port, "dlg.list"), 10, "dialogs left on edge 2")
+        wait(lambda: metric(edge2, "zhida_calls_active") == 0, 10, "calls left in edge 2's controller")
+        with contextlib.suppress(OSError):  # edge 1's controller may have stopped with its Kamailio
+            wait(lambda: metric(edge1, "zhida_calls_active") == 0, 10, "calls left in edge 1's controller")
+    except BaseException:
+        for room in rooms:
+            room.dump_logs()
+        raise
+    finally:
+        for book in books:
+            book.stop()
+        for room in reversed(rooms):
+            room.stop()
