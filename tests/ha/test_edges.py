@@ -10,8 +10,9 @@ One scenario, in order:
 - agents registered on edge 2 take a call that enters through edge 1, then agents registered on edge 1 take a
   call through edge 2; media flows both ways (rtpengine's final stats: caller and agent both sent);
 - PostgreSQL stopped for 10 s under calls on both edges: agents' REGISTER refreshes still pass, on the edge they
-  registered with and on the other (the cached credentials travel over DMQ), a wrong password still fails, and
-  the calls end normally;
+  registered with and on the other (the cached credentials travel over DMQ), a wrong password still fails; the
+  calls decided meanwhile get their group's agents (the controllers remember the directory's last answers) and
+  end normally;
 - Kamailio of edge 1 SIGKILLed while a call through edge 2 is in its speech phase: that call goes on to an
   agent; a new call enters through edge 2 and reaches an agent registered on edge 1 (its registration lives on
   in edge 2's memory);
@@ -34,7 +35,7 @@ from zhida.stack.sipp import AgentPhone, SippResult, register_agent
 
 from tests.call.conftest import AGENT_IP, TRUNK_IP, Agents, kill_service, rtpengine_final_stats
 from tests.ha.pgkit import PostgresServer, postgres  # noqa: F401 (a fixture, found by name)
-from tests.ha.speechkit import SENTENCE, Caller, Room, controller_log, metric, start_room, wait
+from tests.ha.speechkit import GROUP, SENTENCE, Caller, Room, controller_log, metric, start_room, wait
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -157,6 +158,10 @@ def test_an_edge_pair_shares_agents_survives_a_database_outage_and_an_edge_death
         for caller in callers:
             result = caller.join()
             assert result.returncode == 0, result.messages[-3000:]
+            # decided while the database was away: the group's agents came from the controller's memory, the
+            # call did not fall back for want of them
+            record = caller.record()
+            assert record.get("group") == GROUP and f"sip:1001@{DOMAIN}" in record.get("agents", []), record
         for edge in (edge1, edge2):
             assert "checked against cached credentials (1)" in (edge.log_dir / "kamailio.log").read_text(
                 errors="replace")

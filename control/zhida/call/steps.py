@@ -22,6 +22,7 @@ import grpc
 
 from zhida.call import whisper as whisper_audio
 from zhida.call.agents import AgentBook
+from zhida.call.lastknown import UNREACHABLE, LastKnownDirectory
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ListenResult, ms, safe_name
 from zhida.call.plan import CallPlan, Gather, MenuChoice, default_plan, fetch_plan, menu_text
@@ -76,7 +77,8 @@ class CallSteps:
         self.config = config
         self.machine = machine
         self.bus = bus
-        self.directory = directory
+        # a shared directory database that restarts under calls: they keep their groups (zhida.call.lastknown)
+        self.directory = LastKnownDirectory(directory)
         self.agents = agents
         self.ng = ng
         self.recognizer_channel = recognizer_channel
@@ -584,7 +586,7 @@ class CallSteps:
         """The tenant's fallback group; "" for a tenant the directory does not know (Kamailio then decides)."""
         try:
             return str(self.directory.tenant(tenant)["fallback_group"] or "")
-        except (DirectoryError, KeyError) as exc:
+        except (DirectoryError, KeyError, *UNREACHABLE) as exc:
             log.error("no fallback group for tenant %r: %s", tenant, exc)
             return ""
 

@@ -21,6 +21,7 @@ NUMBER_RE = re.compile(r"^\+?[0-9]{3,32}$")
 TRUNK_MODES = ("early", "answered")
 TRUNK_GROUP = 1
 B2BUA_GROUP = 2  # the controller's B2BUA (kamailio.cfg B2BUA_GROUP)
+CONNECT_TIMEOUT_S = 2
 
 
 class DirectoryError(ValueError):
@@ -50,7 +51,11 @@ def ha1(username: str, realm: str, password: str) -> str:
 class Directory:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url)
+        # A shared PostgreSQL whose host is gone must not hold a call for the TCP connect timeout (minutes): the
+        # controller reads the directory on the call path, and answers from memory once this fails
+        # (zhida.call.lastknown).
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
+        self.engine: Engine = create_engine(url, connect_args=connect_args)
 
     @classmethod
     def open_sqlite(cls, path: Path) -> Directory:
