@@ -22,6 +22,7 @@ One scenario, in order:
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from zhida.stack.sipp import AgentPhone, SippResult, register_agent
 from tests.call.conftest import AGENT_IP, TRUNK_IP, Agents, kill_service, rtpengine_final_stats
 from tests.ha.pgkit import PostgresServer, postgres  # noqa: F401 (a fixture, found by name)
 from tests.ha.speechkit import GROUP, SENTENCE, Caller, Room, controller_log, metric, start_room, wait
+from tests.security.sipwire import peer, request
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -48,9 +50,9 @@ def sentence_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize(SENTENCE, tmp_path_factory.mktemp("wav") / "repair.wav")
 
 
-def start_edges(tmp_path: Path, directory_url: str) -> list[Room]:
-    """Edge 1 with the media node and the speech services, then edge 2 using them; each edge names the other as
-    its DMQ peer."""
+def start_edges(tmp_path: Path, directory_url: str, *, speech: bool = True) -> list[Room]:
+    """Edge 1 with the media node and the speech services (`speech`; else Kamailio alone routes calls), then
+    edge 2 using them; each edge names the other as its DMQ peer."""
     dmq = [f"{ip}:{port}" for ip, port in zip(EDGE_IPS, free_ports(2), strict=True)]
     rooms: list[Room] = []
 
@@ -68,9 +70,10 @@ def start_edges(tmp_path: Path, directory_url: str) -> list[Room]:
         return prepare
 
     try:
-        rooms.append(start_room(tmp_path / "edge1", media_nodes=1, workers=1, prepare=as_edge(0)))
+        first: tuple[str, ...] = stack.SERVICES if speech else ("rtpengine", "kamailio")
+        rooms.append(start_room(tmp_path / "edge1", media_nodes=1, workers=1, prepare=as_edge(0), services=first))
         rooms.append(start_room(tmp_path / "edge2", media_nodes=1, workers=1, prepare=as_edge(1),
-                                services=("kamailio", "controller")))
+                                services=("kamailio", "controller") if speech else ("kamailio",)))
     except BaseException:
         for room in reversed(rooms):
             room.stop()
@@ -196,5 +199,47 @@ def test_an_edge_pair_shares_agents_survives_a_database_outage_and_an_edge_death
     finally:
         for book in books:
             book.stop()
+        for room in reversed(rooms):
+            room.stop()
+
+
+def forged_contact(username: str, source: tuple[str, int], dmq_target: str) -> bytes:
+    """A dmq_usrloc update as an edge node sends it: a contact for `username` at `source`."""
+    now = int(time.time())
+    body = json.dumps({
+        "action": 1, "aor": f"{username}@{DOMAIN}", "ruid": f"forged-{now}", "c": f"sip:{username}@{source[0]}:5099",
+        "received": "", "path": "", "callid": f"forged-{now}", "user_agent": "", "instance": "",
+        "expires": now + 600, "cseq": 1, "flags": 0, "cflags": 0, "q": -1, "last_modified": now, "methods": -1,
+        "reg_id": 0, "server_id": 0,
+    })
+    return request("KDMQ", f"sip:usrloc@{dmq_target}", source, body=body).replace(b"text/plain", b"application/json")
+
+
+def test_replication_is_taken_on_the_dmq_socket_only(postgres: PostgresServer, tmp_path: Path) -> None:  # noqa: F811
+    """KDMQ writes registrations: sent to the SIP socket (where carriers and agents reach the edge) it is dropped
+    unanswered; the same message on the DMQ socket (the edge nodes' own network) is taken."""
+    one, two = rooms = start_edges(tmp_path, postgres.url, speech=False)
+    try:
+        edge1 = one.config
+        sip_socket = (edge1.sip.address, edge1.sip.port)
+        dmq_host, dmq_port = edge1.sip.dmq_address.rsplit(":", 1)
+        with peer(AGENT_IP) as agent:
+            agent.send(forged_contact("1001", agent.address, f"{sip_socket[0]}:{sip_socket[1]}"), sip_socket)
+            assert agent.codes(timeout=1.0) == []
+            assert not registered(edge1, "1001") and not registered(two.config, "1001")
+            assert "KDMQ from 127.0.0.3" in (edge1.log_dir / "kamailio.log").read_text(errors="replace")
+            # nor does plain SIP get in through the DMQ socket
+            agent.send(request("OPTIONS", f"sip:{edge1.sip.dmq_address}", agent.address), (dmq_host, int(dmq_port)))
+            assert agent.codes(timeout=1.0) == []
+
+            # the same message on the DMQ socket is a registration: the message itself was valid
+            agent.send(forged_contact("1001", agent.address, edge1.sip.dmq_address), (dmq_host, int(dmq_port)))
+            assert agent.codes(timeout=2.0)[-1:] == [200]
+            wait(lambda: registered(edge1, "1001"), 5, "the update on the DMQ socket")
+    except BaseException:
+        for room in rooms:
+            room.dump_logs()
+        raise
+    finally:
         for room in reversed(rooms):
             room.stop()
