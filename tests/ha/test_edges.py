@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from zhida.call.prompts import synthesize
 from zhida.config import Config
+from zhida.directory import Directory
 from zhida.stack import up as stack
 from zhida.stack.ports import free_ports
 from zhida.stack.sipp import AgentPhone, SippResult, register_agent
@@ -59,6 +60,7 @@ def start_edges(tmp_path: Path, directory_url: str, *, speech: bool = True) -> l
     def as_edge(n: int) -> Callable[[Config], None]:
         def prepare(config: Config) -> None:
             config.sip.address = EDGE_IPS[n]
+            config.controller.rtp_address = EDGE_IPS[n]  # the controller (media fork, B2BUA) on its own node
             config.directory_url = directory_url
             config.sip.dmq_address = dmq[n]
             config.sip.dmq_peers = [dmq[1 - n]]
@@ -129,6 +131,13 @@ def test_an_edge_pair_shares_agents_survives_a_database_outage_and_an_edge_death
     edge1, edge2, media = one.config, two.config, one.config
     books: list[Agents] = []
     try:
+        # each edge's controller is trusted for answered mode; the second edge's start kept the first's
+        directory = Directory(postgres.url)
+        try:
+            assert directory.b2bua_sources() == sorted(
+                (edge.controller.rtp_address, edge.controller.b2bua_port) for edge in (edge1, edge2))
+        finally:
+            directory.engine.dispose()
         for n, room in enumerate(rooms):
             (tmp_path / f"agents{n + 1}").mkdir()
             books.append(Agents(room.config, tmp_path / f"agents{n + 1}"))

@@ -189,7 +189,11 @@ class Directory:
             self._sync_kamailio(db)
 
     def set_b2bua_source(self, address: str, port: int) -> None:
-        """Kamailio trusts agent-leg INVITEs of answered calls from this exact address and port only."""
+        """Kamailio trusts agent-leg INVITEs of answered calls from this exact address and port only.
+
+        One source per address: each SIP edge node sharing the directory sets its own controller's and keeps
+        the others'; a node's new port replaces its old one. A node that leaves for good keeps its row until
+        `remove_b2bua_source`."""
         try:
             ipaddress.ip_address(address)
         except ValueError as exc:
@@ -197,9 +201,23 @@ class Directory:
         if not 0 < port < 65536:
             raise DirectoryError("port", f"not a UDP port: {port}")
         with self.engine.begin() as db:
-            db.execute(delete(schema.address).where(schema.address.c.grp == B2BUA_GROUP))
+            self._delete_b2bua_source(db, address)
             db.execute(insert(schema.address).values(grp=B2BUA_GROUP, ip_addr=address, mask=32, port=port,
                                                      tag="b2bua"))
+
+    def remove_b2bua_source(self, address: str) -> None:
+        with self.engine.begin() as db:
+            self._delete_b2bua_source(db, address)
+
+    def b2bua_sources(self) -> list[tuple[str, int]]:
+        query = select(schema.address.c.ip_addr, schema.address.c.port).where(schema.address.c.grp == B2BUA_GROUP)
+        with self.engine.connect() as db:
+            return sorted((row.ip_addr, row.port) for row in db.execute(query))
+
+    @staticmethod
+    def _delete_b2bua_source(db: Any, address: str) -> None:
+        db.execute(delete(schema.address).where(
+            (schema.address.c.grp == B2BUA_GROUP) & (schema.address.c.ip_addr == address)))
 
     # ----- Kamailio-facing rows -----
 
