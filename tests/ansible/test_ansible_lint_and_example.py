@@ -122,6 +122,16 @@ def test_example_machine_room_renders_and_passes_every_check(example_rendered: P
     assert '#!substdef "!RTP_AGENT_DIRECTION!direction=pub direction=priv!g"' in local
     # The controller refuses INVITEs older than its own limit: Kamailio's must be the same value.
     assert "#!define B2BUA_ANSWER_TIMEOUT 4000" in local.splitlines()
+    # the edge pair: the directory in the shared PostgreSQL, registrations shared over DMQ, each naming the other
+    for host, address, peer in (("sip-edge-1", "10.20.1.11", "10.20.1.12"), ("sip-edge-2", "10.20.1.12", "10.20.1.11")):
+        lines = (example_rendered / host / "etc/kamailio/kamailio-local.cfg").read_text().splitlines()
+        assert "#!define WITH_POSTGRES" in lines and "#!define WITH_DMQ" in lines, host
+        assert f"#!define DMQ_LISTEN udp:{address}:5090" in lines
+        assert f'#!define DMQ_SERVER_ADDRESS "sip:{address}:5090"' in lines
+        assert [line for line in lines if "DMQ_NOTIFICATION_ADDRESS" in line] == [
+            f'#!define DMQ_NOTIFICATION_ADDRESS "sip:{peer}:5090"']
+        ruleset = (example_rendered / host / "etc/nftables.conf").read_text()
+        assert "5090" in ruleset, "DMQ is not open between the edge nodes"
     media = (example_rendered / "media-2/etc/rtpengine/rtpengine.conf").read_text()
     assert "interface = priv/10.20.2.22;pub/10.20.2.22!198.51.100.22" in media.splitlines()
     for host in EXAMPLE_HOSTS:
