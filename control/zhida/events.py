@@ -38,6 +38,9 @@ class CallEventKind(enum.Enum):
     ENDED = "ended"
     # data: correct (bool), correct_group (str, when not correct), agent
     FEEDBACK = "feedback"
+    # An agent's re-route moved an answered-mode call to another group's agent (the verdict is a FEEDBACK).
+    # data: group, agent, previous_group, previous_agent, by, reroute_ms
+    REROUTED = "rerouted"
     # Not a call's (call_id ""): the tenant's live routing rules changed.
     # data: version, number, previous, action (promote|rollback|auto-promote), by
     RULES = "rules"

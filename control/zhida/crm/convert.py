@@ -21,6 +21,7 @@ KIND_TO_PB = {
     CallEventKind.ENDED: pb.CALL_EVENT_KIND_ENDED,
     CallEventKind.FEEDBACK: pb.CALL_EVENT_KIND_FEEDBACK,
     CallEventKind.RULES: pb.CALL_EVENT_KIND_RULES_CHANGED,
+    CallEventKind.REROUTED: pb.CALL_EVENT_KIND_REROUTED,
 }
 
 OUTCOME_TO_PB = {
@@ -131,6 +132,17 @@ def _fill_detail(message: pb.CallEvent, kind: CallEventKind, data: dict[str, Any
                 correct_group=_s(data.get("correct_group")),
                 agent=_s(data.get("agent")),
                 comment=_s(data.get("comment")),
+            )
+        )
+    elif kind is CallEventKind.REROUTED:
+        message.rerouted.CopyFrom(
+            pb.CallRerouted(
+                group=_s(data.get("group")),
+                agent=_s(data.get("agent")),
+                previous_group=_s(data.get("previous_group")),
+                previous_agent=_s(data.get("previous_agent")),
+                by=_s(data.get("by")),
+                reroute_ms=_u(data.get("reroute_ms")),
             )
         )
     elif kind is CallEventKind.RULES:

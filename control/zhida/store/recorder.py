@@ -244,6 +244,8 @@ def _apply(session: Session, rows: dict[str, CallRow], event: CallEvent) -> None
     elif kind is CallEventKind.ANSWERED:
         row.agent = str(data.get("agent", "")) or row.agent
         row.answered_at = event.at
+    elif kind is CallEventKind.REROUTED:  # the new agent answered: the record names who has the caller now
+        row.agent = str(data.get("agent", "")) or row.agent
     elif kind is CallEventKind.ENDED:
         row.ended_at = event.at
         row.outcome = _text(data.get("outcome")) or None

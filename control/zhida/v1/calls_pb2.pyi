@@ -23,6 +23,7 @@ class CallEventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CALL_EVENT_KIND_ENDED: _ClassVar[CallEventKind]
     CALL_EVENT_KIND_FEEDBACK: _ClassVar[CallEventKind]
     CALL_EVENT_KIND_RULES_CHANGED: _ClassVar[CallEventKind]
+    CALL_EVENT_KIND_REROUTED: _ClassVar[CallEventKind]
 
 class CallOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -54,6 +55,7 @@ CALL_EVENT_KIND_ANSWERED: CallEventKind
 CALL_EVENT_KIND_ENDED: CallEventKind
 CALL_EVENT_KIND_FEEDBACK: CallEventKind
 CALL_EVENT_KIND_RULES_CHANGED: CallEventKind
+CALL_EVENT_KIND_REROUTED: CallEventKind
 CALL_OUTCOME_UNSPECIFIED: CallOutcome
 CALL_OUTCOME_CONNECTED: CallOutcome
 CALL_OUTCOME_ABANDONED: CallOutcome
@@ -197,8 +199,24 @@ class RulesChanged(_message.Message):
     by: str
     def __init__(self, version_id: _Optional[str] = ..., number: _Optional[int] = ..., previous_version_id: _Optional[str] = ..., action: _Optional[str] = ..., by: _Optional[str] = ...) -> None: ...
 
+class CallRerouted(_message.Message):
+    __slots__ = ("group", "agent", "previous_group", "previous_agent", "by", "reroute_ms")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_GROUP_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_AGENT_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    REROUTE_MS_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    agent: str
+    previous_group: str
+    previous_agent: str
+    by: str
+    reroute_ms: int
+    def __init__(self, group: _Optional[str] = ..., agent: _Optional[str] = ..., previous_group: _Optional[str] = ..., previous_agent: _Optional[str] = ..., by: _Optional[str] = ..., reroute_ms: _Optional[int] = ...) -> None: ...
+
 class CallEvent(_message.Message):
-    __slots__ = ("call_id", "tenant", "kind", "time", "sequence", "started", "prompt", "transcript", "decision", "ringing", "answered", "ended", "feedback", "rules_changed")
+    __slots__ = ("call_id", "tenant", "kind", "time", "sequence", "started", "prompt", "transcript", "decision", "ringing", "answered", "ended", "feedback", "rules_changed", "rerouted")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +231,7 @@ class CallEvent(_message.Message):
     ENDED_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_FIELD_NUMBER: _ClassVar[int]
     RULES_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REROUTED_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     tenant: str
     kind: CallEventKind
@@ -227,7 +246,8 @@ class CallEvent(_message.Message):
     ended: CallEnded
     feedback: Feedback
     rules_changed: RulesChanged
-    def __init__(self, call_id: _Optional[str] = ..., tenant: _Optional[str] = ..., kind: _Optional[_Union[CallEventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., started: _Optional[_Union[CallStarted, _Mapping]] = ..., prompt: _Optional[_Union[PromptPlayed, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., decision: _Optional[_Union[RoutingDecision, _Mapping]] = ..., ringing: _Optional[_Union[AgentRinging, _Mapping]] = ..., answered: _Optional[_Union[AgentAnswered, _Mapping]] = ..., ended: _Optional[_Union[CallEnded, _Mapping]] = ..., feedback: _Optional[_Union[Feedback, _Mapping]] = ..., rules_changed: _Optional[_Union[RulesChanged, _Mapping]] = ...) -> None: ...
+    rerouted: CallRerouted
+    def __init__(self, call_id: _Optional[str] = ..., tenant: _Optional[str] = ..., kind: _Optional[_Union[CallEventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., started: _Optional[_Union[CallStarted, _Mapping]] = ..., prompt: _Optional[_Union[PromptPlayed, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., decision: _Optional[_Union[RoutingDecision, _Mapping]] = ..., ringing: _Optional[_Union[AgentRinging, _Mapping]] = ..., answered: _Optional[_Union[AgentAnswered, _Mapping]] = ..., ended: _Optional[_Union[CallEnded, _Mapping]] = ..., feedback: _Optional[_Union[Feedback, _Mapping]] = ..., rules_changed: _Optional[_Union[RulesChanged, _Mapping]] = ..., rerouted: _Optional[_Union[CallRerouted, _Mapping]] = ...) -> None: ...
 
 class WatchCallsRequest(_message.Message):
     __slots__ = ("tenant", "kinds", "include_partials")
@@ -330,3 +350,31 @@ class SubmitFeedbackRequest(_message.Message):
 class SubmitFeedbackResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RerouteCallRequest(_message.Message):
+    __slots__ = ("call_id", "tenant", "group", "agent", "comment")
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    call_id: str
+    tenant: str
+    group: str
+    agent: str
+    comment: str
+    def __init__(self, call_id: _Optional[str] = ..., tenant: _Optional[str] = ..., group: _Optional[str] = ..., agent: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class RerouteCallResponse(_message.Message):
+    __slots__ = ("media_moved", "agent", "previous_agent", "detail", "feedback")
+    MEDIA_MOVED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_AGENT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    media_moved: bool
+    agent: str
+    previous_agent: str
+    detail: str
+    feedback: Feedback
+    def __init__(self, media_moved: _Optional[bool] = ..., agent: _Optional[str] = ..., previous_agent: _Optional[str] = ..., detail: _Optional[str] = ..., feedback: _Optional[_Union[Feedback, _Mapping]] = ...) -> None: ...

@@ -61,6 +61,11 @@ class CallEventServiceStub:
                 request_serializer=zhida_dot_v1_dot_calls__pb2.SubmitFeedbackRequest.SerializeToString,
                 response_deserializer=zhida_dot_v1_dot_calls__pb2.SubmitFeedbackResponse.FromString,
                 _registered_method=True)
+        self.RerouteCall = channel.unary_unary(
+                '/zhida.v1.CallEventService/RerouteCall',
+                request_serializer=zhida_dot_v1_dot_calls__pb2.RerouteCallRequest.SerializeToString,
+                response_deserializer=zhida_dot_v1_dot_calls__pb2.RerouteCallResponse.FromString,
+                _registered_method=True)
 
 
 class CallEventServiceServicer:
@@ -113,6 +118,31 @@ class CallEventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RerouteCall(self, request, context):
+        """An agent's re-route: the call belongs to `group`. It counts as the agent's verdict, recorded exactly as
+        SubmitFeedback records one (correct when `group` is the decided group, else `correct_group` = `group`), and
+        a REROUTED event goes to WatchCalls.
+
+        - A connected answered-mode call (the platform's B2BUA holds the caller) is moved: the controller rings the
+        group's free agents through Kamailio (lookup, failover; not the group's overflow), and when one answers,
+        rtpengine sends the caller's audio to the new agent (the caller keeps its media port and gets no
+        re-INVITE) and the first agent gets a BYE. The RPC answers once that is done (`media_moved` true), or
+        failed: the caller then stays with the first agent and nothing is recorded. Give it a deadline longer than
+        the group's ring time; a client that goes away does not stop a re-route under way.
+        - An early-mode call (Kamailio's own dialog, which a proxy cannot move) gets the verdict only:
+        `media_moved` false, `detail` says why; the agent transfers the call on the phone as before.
+
+        Errors (nothing is recorded): NOT_FOUND for an unknown call or another tenant's; PERMISSION_DENIED for a
+        tenant token naming another tenant; INVALID_ARGUMENT for a missing or unknown group (the tenant's agent
+        groups), or the group the call is already with; FAILED_PRECONDITION for a call without a routing
+        decision, an answered-mode call that is not connected to an agent (still deciding, ringing, whispering,
+        ended) or that another controller holds; ABORTED when a re-route of the call is already under way or the
+        call ended during this one; UNAVAILABLE when the group has no free agent or none of them answered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallEventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +165,11 @@ def add_CallEventServiceServicer_to_server(servicer, server):
                     servicer.SubmitFeedback,
                     request_deserializer=zhida_dot_v1_dot_calls__pb2.SubmitFeedbackRequest.FromString,
                     response_serializer=zhida_dot_v1_dot_calls__pb2.SubmitFeedbackResponse.SerializeToString,
+            ),
+            'RerouteCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerouteCall,
+                    request_deserializer=zhida_dot_v1_dot_calls__pb2.RerouteCallRequest.FromString,
+                    response_serializer=zhida_dot_v1_dot_calls__pb2.RerouteCallResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -252,6 +287,33 @@ class CallEventService:
             '/zhida.v1.CallEventService/SubmitFeedback',
             zhida_dot_v1_dot_calls__pb2.SubmitFeedbackRequest.SerializeToString,
             zhida_dot_v1_dot_calls__pb2.SubmitFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerouteCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/zhida.v1.CallEventService/RerouteCall',
+            zhida_dot_v1_dot_calls__pb2.RerouteCallRequest.SerializeToString,
+            zhida_dot_v1_dot_calls__pb2.RerouteCallResponse.FromString,
             options,
             channel_credentials,
             insecure,
