@@ -54,6 +54,14 @@ EXPECTED: dict[tuple[CallState, Trigger], dict[Flow, Step]] = {
 EXPECTED[(S.CONNECTED, T.WHISPER)] = {E: Step(S.WHISPERING), ANS: Step(S.WHISPERING)}
 EXPECTED[(S.WHISPERING, T.WHISPERED)] = {E: Step(S.CONNECTED), ANS: Step(S.CONNECTED)}
 EXPECTED[(S.WHISPERING, T.AGENT_ANSWERED)] = {E: Step(S.WHISPERING), ANS: Step(S.WHISPERING)}
+# An agent's re-route: answered mode only; the second leg's Kamailio events keep the call rerouting until our own
+# leg's answer (REROUTED) or failure (REROUTE_FAILED) brings it back to connected.
+EXPECTED[(S.CONNECTED, T.REROUTE)] = {ANS: Step(S.REROUTING)}
+for _trigger in (T.AGENT_INVITED, T.AGENT_RINGING, T.AGENT_ANSWERED, T.AGENT_FAILED):
+    EXPECTED[(S.REROUTING, _trigger)] = {E: Step(S.REROUTING), ANS: Step(S.REROUTING)}
+EXPECTED[(S.REROUTING, T.REROUTED)] = {E: Step(S.CONNECTED, A.ANNOUNCE_REROUTED),
+                                       ANS: Step(S.CONNECTED, A.ANNOUNCE_REROUTED)}
+EXPECTED[(S.REROUTING, T.REROUTE_FAILED)] = {E: Step(S.CONNECTED), ANS: Step(S.CONNECTED)}
 EXPECTED[(S.DECIDING, T.DISAMBIGUATE)] = {E: Step(S.PROMPTING), ANS: Step(S.PROMPTING)}
 # A caller rule that names a group decides before any prompt.
 for _state in (S.EARLY_MEDIA, S.ANSWERED):

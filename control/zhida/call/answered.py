@@ -13,6 +13,12 @@ Kamailio relays those trunks' INVITEs to the controller's B2BUA (`zhida.b2bua`, 
 4. BYE from either side ends both legs; a caller hang-up at any stage cancels whatever runs (prompt,
    recognition, ringing agents); rtpengine's session is deleted at once (`delete-delay` 0).
 
+An agent's re-route (CRM RerouteCall) moves a connected call to another group: a second agent leg the same
+way (re-`offer` reusing to-tag X, Kamailio's lookup and failover over that group's free agents), and when it
+answers: the caller's media to the agents' side blocked for a moment, BYE to the first agent, ng `answer` with the
+new agent's SDP, unblocked. The caller keeps its port and gets no re-INVITE; if nobody of the group answers, the
+caller never left the first agent.
+
 Agent re-INVITEs (hold/unhold) go to rtpengine as an offer from the agent's side, answered with the caller's
 unchanged SDP (direction mirrored): the carrier sees nothing. Session timers towards the caller are the B2BUA
 legs' (RFC 4028, `zhida.b2bua.session_timer`).
@@ -27,10 +33,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from zhida.b2bua import CallFailed, IncomingCall, LegError, OutgoingCall, SipStack
+from zhida.b2bua import CallFailed, Ended, IncomingCall, LegError, OutgoingCall, SipStack
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ms
-from zhida.call.states import Flow, Trigger
+from zhida.call.reroute import Rerouted, RerouteRefusal, RerouteRefused
+from zhida.call.states import CallState, Flow, InvalidTransition, Trigger
 from zhida.call.steps import MEDIA_FLAGS, CallSteps
 from zhida.codecs import sdp as sdp_util
 from zhida.config import Config
@@ -43,6 +50,10 @@ TENANT_HEADER = "X-Zhida-Tenant"  # added by Kamailio's route[TO_B2BUA]
 RELAYED_AT_HEADER = "X-Zhida-Relayed-At"  # Kamailio's clock (s.us) when it first relayed the INVITE
 AGENT_HEADER = "X-Zhida-Agent"  # one per agent AOR, read by route[FROM_B2BUA]
 AGENT_LEG_SUFFIX = "-agent"
+# Between BYE to the first agent and the new agent's answer to rtpengine, with the caller's audio to the agents' side
+# held back: the first agent's last packets land before rtpengine learns the new agent's address, so they cannot
+# steer it back to the old one.
+HANDOVER_SETTLE_S = 0.06
 
 
 @dataclass
@@ -59,6 +70,10 @@ class AnsweredCall:
     media_anchored: bool = False
     flow: asyncio.Task[tuple[CallOutcome, str]] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # an agent's re-route: the leg that rings the new group, and what resolves once the re-route is over
+    next_agent: OutgoingCall | None = None
+    rerouting: asyncio.Future[None] | None = None
+    legs: int = 1  # agent legs placed, so each gets a Call-ID of its own
 
 
 async def start_answered_mode(config: Config, steps: CallSteps, machine: CallMachine,
@@ -232,18 +247,27 @@ class AnsweredMode:
                 await asyncio.wait_for(session.caller.wait_ended(), length_s + 0.3)
         return CallOutcome.REFUSED, f"refused by caller rule {rule}"
 
-    async def _bridge(self, session: AnsweredCall, agents: list[str]) -> tuple[CallOutcome, str]:
-        """The agent leg through Kamailio; returns when it fails or, once connected, ends."""
+    async def _place_agent_leg(self, session: AnsweredCall, group: str, agents: list[str],
+                               call_id: str) -> OutgoingCall:
+        """ng re-offer of the caller's SDP on to-tag X (the caller-facing port stays), then the INVITE to Kamailio
+        with the agents to ring, in order."""
         call, steps, sip = session.call, self.steps, self.config.sip
         common = {"call-id": call.call_id, "from-tag": call.from_tag, "to-tag": call.to_tag}
         offer = await steps.ng.request("offer", sdp=call.caller_sdp, flags=["port latching"], **MEDIA_FLAGS,
                                        **common, **steps.direction("trunk", "agent"))
         domain = self._domain(call.tenant) or sip.address
-        leg = await self.stack.place_call(
-            f"sip:{call.decision.get('group') or 'agents'}@{sip.address}:{sip.port}", via=(sip.address, sip.port),
+        return await self.stack.place_call(
+            f"sip:{group or 'agents'}@{sip.address}:{sip.port}", via=(sip.address, sip.port),
             sdp=str(offer["sdp"]), from_uri=f"sip:{call.caller or 'anonymous'}@{domain}",
-            headers=[(AGENT_HEADER, aor) for aor in agents] + steps.head_start(call), call_id=session.agent_call_id,
+            headers=[(AGENT_HEADER, aor) for aor in agents] + steps.head_start(call), call_id=call_id,
             on_reinvite=lambda sdp: self._agent_reinvite(session, sdp))
+
+    async def _bridge(self, session: AnsweredCall, agents: list[str]) -> tuple[CallOutcome, str]:
+        """The agent leg through Kamailio; returns when it fails or, once connected, ends."""
+        call, steps = session.call, self.steps
+        common = {"call-id": call.call_id, "from-tag": call.from_tag, "to-tag": call.to_tag}
+        leg = await self._place_agent_leg(session, str(call.decision.get("group") or ""), agents,
+                                          session.agent_call_id)
         session.agent = leg
         try:
             await leg.wait_ringing()
@@ -278,8 +302,126 @@ class AnsweredMode:
             with contextlib.suppress(asyncio.CancelledError):
                 await whisper
         steps.write_record(call)
-        ended = await agent_gone
+        ended = await self._until_agent_gone(session)
         return CallOutcome.CONNECTED, f"agent {ended.cause}"
+
+    async def _until_agent_gone(self, session: AnsweredCall) -> Ended:
+        """Until the agent who has the caller hangs up; a re-route hands the caller to another leg meanwhile."""
+        while True:
+            leg = session.agent
+            assert leg is not None
+            ended = await leg.wait_ended()
+            if session.agent is leg and session.rerouting is not None:
+                # the first agent left while the new one rings: the caller waits for the new one
+                await asyncio.shield(session.rerouting)
+            if session.agent is leg:
+                return ended
+
+    # ----- an agent's re-route -----
+
+    async def reroute(self, call_id: str, group: str, agents: list[str], *, by: str) -> Rerouted:
+        """Moves a connected call to one of `agents` (the new group's, in order); returns once one answered and
+        has the caller's media. RerouteRefused otherwise, the caller still with the first agent."""
+        session = self.sessions.get(call_id)
+        if session is None or session.ended or session.agent is None:
+            raise RerouteRefused(RerouteRefusal.NOT_LIVE, "the call is not connected on this controller")
+        call = session.call
+        if session.rerouting is not None:
+            raise RerouteRefused(RerouteRefusal.IN_PROGRESS, "a re-route of this call is under way")
+        if call.state is not CallState.CONNECTED:
+            raise RerouteRefused(RerouteRefusal.NOT_CONNECTED,
+                                 f"the call is {call.state.value}, not connected to an agent")
+        if not agents:
+            raise RerouteRefused(RerouteRefusal.NO_AGENT, f"group {group} has no free agent")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        session.rerouting = done
+        try:
+            try:
+                await self.machine.fire(call, Trigger.REROUTE, group=group)
+            except InvalidTransition:
+                raise RerouteRefused(RerouteRefusal.NOT_CONNECTED,
+                                     f"the call is {call.state.value}, not connected to an agent") from None
+            return await self._reroute(session, group, agents, by)
+        finally:
+            session.rerouting = None
+            done.set_result(None)
+
+    async def _reroute(self, session: AnsweredCall, group: str, agents: list[str], by: str) -> Rerouted:
+        call = session.call
+        started = time.time()
+        # Kamailio's agent_invite events of the new leg name its agents: put back who has the caller if none answers
+        previous_agent, previous_contact, previous_group = call.agent, call.contact, call.group
+        session.legs += 1
+        leg_id = f"{call.call_id}{AGENT_LEG_SUFFIX}-{session.legs}"
+        self.calls[leg_id] = call  # Kamailio's events of the new leg reach this call's machine
+        leg: OutgoingCall | None = None
+        log.info("call %s: re-routed to %s by %s; ringing %s", call.call_id, group, by or "?", ", ".join(agents))
+        try:
+            leg = await self._place_agent_leg(session, group, agents, leg_id)
+            session.next_agent = leg
+            agent_sdp = await leg.wait_answered()
+            if session.ended:
+                raise RerouteRefused(RerouteRefusal.ENDED, "the call ended while the new agent rang")
+            if not agent_sdp:
+                raise RerouteRefused(RerouteRefusal.FAILED, "the new agent answered without SDP")
+            await self._hand_over(session, leg, agent_sdp)
+        except BaseException as exc:
+            refused = _refusal(exc, session)
+            if leg is not None:
+                with contextlib.suppress(Exception):
+                    await leg.hangup()
+            session.next_agent = None
+            self.calls.pop(leg_id, None)
+            call.agent, call.contact = previous_agent, previous_contact
+            if call.state is CallState.REROUTING:
+                await self.machine.fire(call, Trigger.REROUTE_FAILED, reason=str(refused))
+            log.info("call %s: re-route to %s failed (%s)%s", call.call_id, group, refused,
+                     "" if session.ended or session.agent is None or session.agent.ended
+                     else "; the caller stays with " + previous_agent)
+            if isinstance(exc, RerouteRefused | CallFailed | LegError | NgError):
+                raise refused from None
+            raise
+        session.next_agent = None
+        self.calls.pop(session.agent_call_id, None)  # the first leg's late events are no longer this call's
+        session.agent_call_id = leg_id
+        self.steps.agents.release(previous_agent, call.call_id)
+        took_ms = ms(time.time() - started)
+        rerouted = Rerouted(group=group, agent=call.agent, previous_group=previous_group,
+                            previous_agent=previous_agent, reroute_ms=took_ms)
+        call.reroutes.append({"group": group, "agent": call.agent, "previous_group": previous_group,
+                              "previous_agent": previous_agent, "by": by, "at": time.time(),
+                              "reroute_ms": took_ms})
+        await self.machine.fire(call, Trigger.REROUTED, group=group, agent=call.agent, previous_group=previous_group,
+                                previous_agent=previous_agent, by=by, reroute_ms=took_ms)
+        log.info("call %s: moved from %s to %s (%s) in %.0f ms", call.call_id, previous_agent, call.agent, group,
+                 took_ms)
+        return rerouted
+
+    async def _hand_over(self, session: AnsweredCall, leg: OutgoingCall, agent_sdp: str) -> None:
+        """The caller's media from the first agent to the new one, on the same rtpengine session and ports."""
+        call, ng = session.call, self.steps.ng
+        caller_side = {"call-id": call.call_id, "from-tag": call.from_tag}
+        blocked = False
+        try:
+            # Nothing of the caller's reaches the agents' side until the new agent is rtpengine's peer: the first
+            # agent's phone has nothing left to send back, which could make rtpengine latch onto it again.
+            await ng.request("block media", flags=["directional"], **caller_side)
+            blocked = True
+        except NgError as exc:
+            log.warning("call %s: caller's media not held back for the hand-over (%s)", call.call_id, exc)
+        try:
+            previous, session.agent = session.agent, leg  # the flow now follows the new leg
+            if previous is not None:
+                await previous.hangup()
+            await asyncio.sleep(HANDOVER_SETTLE_S)
+            await ng.request("answer", sdp=agent_sdp, flags=["port latching"], **MEDIA_FLAGS,
+                             **caller_side, **{"to-tag": call.to_tag})
+        finally:
+            if blocked:
+                try:
+                    await ng.request("unblock media", flags=["directional"], **caller_side)
+                except NgError as exc:
+                    log.error("call %s: caller's media not released after the hand-over: %s", call.call_id, exc)
 
     def _domain(self, tenant: str) -> str:
         try:
@@ -314,7 +456,7 @@ class AnsweredMode:
             return
         session.ended = True
         call = session.call
-        for leg in (session.caller, session.agent):
+        for leg in (session.caller, session.agent, session.next_agent):
             if leg is not None:
                 try:
                     await leg.hangup()  # BYE, CANCEL or 480 as the leg's state requires; no-op once ended
@@ -326,6 +468,17 @@ class AnsweredMode:
             call.timings["answered_s"] = round(time.time() - call.timings["answered_at"], 3)
         await self.machine.fire(call, Trigger.HANGUP, outcome=outcome, reason=reason)
         self.sessions.pop(call.call_id, None)
+
+
+def _refusal(exc: BaseException, session: AnsweredCall) -> RerouteRefused:
+    """What a failed re-route tells the API."""
+    if session.ended:
+        return RerouteRefused(RerouteRefusal.ENDED, "the call ended during the re-route")
+    if isinstance(exc, RerouteRefused):
+        return exc
+    if isinstance(exc, CallFailed):
+        return RerouteRefused(RerouteRefusal.NOT_ANSWERED, f"no agent of the group answered ({exc})")
+    return RerouteRefused(RerouteRefusal.FAILED, f"{type(exc).__name__}: {exc}"[:200])
 
 
 def _no_keep_alive(call: Call) -> None:

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zhida.call.agents import AgentBook, requested_expiry_s, saved_expiry_s
+from zhida.call.agents import AgentBook, normalise_aor, requested_expiry_s, saved_expiry_s
 from zhida.call.answered import AnsweredMode, start_answered_mode
 from zhida.call.channels import open_channel
 from zhida.call.early import EarlyFlow
 from zhida.call.machine import CallMachine
 from zhida.call.model import Call, ms
+from zhida.call.reroute import LiveCall, Rerouted, RerouteRefusal, RerouteRefused
 from zhida.call.states import STATES, Action, CallState, Flow, InvalidTransition, Trigger
 from zhida.call.steps import CallSteps
 from zhida.config import Config
@@ -130,6 +131,30 @@ class CallController:
                                 node.name)
                     with contextlib.suppress(NgError):
                         await node.client.request("delete", **{"call-id": call_id, "delete-delay": 0})
+
+    # ----- the CRM API's side (zhida.call.reroute) -----
+
+    def live_call(self, call_id: str) -> LiveCall | None:
+        """A call this controller holds now; None for an agent leg's Call-ID or a call it does not hold."""
+        call = self.calls.get(call_id)
+        if call is None or call.call_id != call_id:
+            return None
+        return LiveCall(call_id=call.call_id, tenant=call.tenant, mode=call.mode, state=call.state.value,
+                        decided=call.decided_at is not None, route=str(call.decision.get("route") or ""),
+                        decided_group=str(call.decision.get("group") or ""), group=call.group, agent=call.agent)
+
+    async def reroute(self, call_id: str, group: str, *, by: str) -> Rerouted:
+        """An agent's re-route of a connected answered-mode call to `group` (its free agents, not its overflow:
+        the agent asked for that group); RerouteRefused when the caller was not moved."""
+        call = self.calls.get(call_id)
+        if call is None or call.call_id != call_id:
+            raise RerouteRefused(RerouteRefusal.NOT_LIVE, "the call is not live on this controller")
+        if call.flow is not Flow.ANSWERED or self.answered is None:
+            raise RerouteRefused(RerouteRefusal.NOT_MOVABLE, "an early-mode call is Kamailio's dialog")
+        current = normalise_aor(call.agent) if call.agent else ""
+        agents = [aor for aor in self.steps.agents_for(call.tenant, group, overflow=False)
+                  if normalise_aor(aor) != current]
+        return await self.answered.reroute(call_id, group, agents, by=by)
 
     # ----- Kamailio's events -----
 
@@ -253,6 +278,9 @@ class CallController:
                 # the call's own task now: a hang-up during the whisper cancels it (answered mode runs it itself)
                 call.task = asyncio.create_task(self.steps.whisper(call, str(data["to_tag"])),
                                                 name=f"whisper-{call.call_id}")
+        elif action is Action.ANNOUNCE_REROUTED:
+            self.steps.publish(call, CallEventKind.REROUTED, **data)
+            self.steps.write_record(call)
         elif action is Action.END:
             outcome = data.get("outcome", CallOutcome.FAILED)
             await self._end(call, before, outcome, str(data.get("reason", "")))

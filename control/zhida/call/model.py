@@ -52,6 +52,8 @@ class Call:
     digits: list[str] = field(default_factory=list)  # every key pressed, in order, for the record
     # how the call reached its group: speech, key (the human key), menu, caller (a caller rule), fallback
     path: str = ""
+    # each agent's re-route that moved the call: group, agent, previous_group, previous_agent, by, at
+    reroutes: list[dict[str, Any]] = field(default_factory=list)
     outcome: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -61,6 +63,11 @@ class Call:
     @property
     def mode(self) -> str:
         return self.flow.value
+
+    @property
+    def group(self) -> str:
+        """The group that has the call now: the decision's, or the last re-route's."""
+        return str(self.reroutes[-1]["group"]) if self.reroutes else str(self.decision.get("group") or "")
 
 
 @dataclass

@@ -11,6 +11,9 @@ Two flows share the listening states:
 - answered mode (PSTN trunks, our B2BUA): INVITED -> ANSWERED (200 OK sent) -> PROMPTING -> LISTENING ->
   DECIDING -> BRIDGING (our agent leg through Kamailio) -> RINGING -> CONNECTED.
 With the tenant's whisper on: CONNECTED -> WHISPERING (the agent hears the caller's sentence) -> CONNECTED.
+An agent's re-route (answered mode only, CRM RerouteCall): CONNECTED -> REROUTING (a second agent leg rings the
+new group while the caller stays with the first agent) -> CONNECTED, with the new agent (REROUTED) or still
+with the first one (REROUTE_FAILED). An early-mode call is Kamailio's dialog: it cannot be re-routed.
 Any state -> ENDED on hangup. Where a step that follows depends on the flow, the state asks `flow`.
 
 Keys: a key that decides (the human key at any time, a choice of the fallback's DTMF menu) is `DTMF`, from a
@@ -47,6 +50,7 @@ class CallState(enum.Enum):
     RINGING = "ringing"
     CONNECTED = "connected"
     WHISPERING = "whispering"  # the agent answered and hears the caller's sentence; the caller hears ringback
+    REROUTING = "rerouting"  # answered: connected, and a second agent leg rings the group an agent re-routed to
     ENDED = "ended"
 
 
@@ -70,6 +74,9 @@ class Trigger(enum.Enum):
     DISAMBIGUATE = "disambiguate"  # the rules hesitate between two routes: ask the caller which
     WHISPER = "whisper"  # the tenant wants the agent to hear the caller's sentence before the bridge
     WHISPERED = "whispered"  # the sentence was played (or could not be): caller and agent hear each other
+    REROUTE = "reroute"  # an agent re-routes the connected call to another group
+    REROUTED = "rerouted"  # an agent of that group answered: the caller's media is theirs, the first agent gone
+    REROUTE_FAILED = "reroute_failed"  # nobody of that group answered: the caller stays with the first agent
 
 
 class Action(enum.Enum):
@@ -79,6 +86,7 @@ class Action(enum.Enum):
     FALL_BACK = "fall_back"  # early: tell Kamailio to route to the fallback group now
     ANNOUNCE_RINGING = "announce_ringing"
     ANNOUNCE_CONNECTED = "announce_connected"
+    ANNOUNCE_REROUTED = "announce_rerouted"
     END = "end"  # release media and agents, publish, record, forget
 
 
@@ -160,6 +168,15 @@ class State:
 
     def whispered(self, flow: Flow) -> Step:
         return self._refuse(Trigger.WHISPERED)
+
+    def reroute(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.REROUTE)
+
+    def rerouted(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.REROUTED)
+
+    def reroute_failed(self, flow: Flow) -> Step:
+        return self._refuse(Trigger.REROUTE_FAILED)
 
     def hangup(self, flow: Flow) -> Step:
         return Step(CallState.ENDED, Action.END)
@@ -368,6 +385,36 @@ class Connected(State):
     def whisper(self, flow: Flow) -> Step:
         return Step(CallState.WHISPERING)
 
+    def reroute(self, flow: Flow) -> Step:
+        if flow is Flow.EARLY:  # Kamailio's dialog: a proxy cannot move an answered call
+            return self._refuse(Trigger.REROUTE)
+        return Step(CallState.REROUTING)
+
+
+class Rerouting(State):
+    """Answered mode: the caller still talks to the first agent while our second agent leg rings the new group;
+    Kamailio reports that leg's branches as it does the first one's. Our own leg decides how it ends."""
+
+    state = CallState.REROUTING
+
+    def agent_invited(self, flow: Flow) -> Step:
+        return Step(CallState.REROUTING)
+
+    def agent_ringing(self, flow: Flow) -> Step:
+        return Step(CallState.REROUTING)
+
+    def agent_answered(self, flow: Flow) -> Step:  # Kamailio's event; the 200 OK on our leg moves the media
+        return Step(CallState.REROUTING)
+
+    def agent_failed(self, flow: Flow) -> Step:  # one agent of the group; Kamailio tries the next
+        return Step(CallState.REROUTING)
+
+    def rerouted(self, flow: Flow) -> Step:
+        return Step(CallState.CONNECTED, Action.ANNOUNCE_REROUTED)
+
+    def reroute_failed(self, flow: Flow) -> Step:
+        return Step(CallState.CONNECTED)
+
 
 class Whispering(State):
     """Connected as far as SIP goes; rtpengine keeps the two apart while the agent hears the caller's sentence."""
@@ -391,7 +438,7 @@ class Ended(State):
 STATES: dict[CallState, State] = {
     cls.state: cls()
     for cls in (Held, EarlyMedia, Invited, Answered, Prompting, Listening, Deciding, Menu, Transferring,
-                Bridging, Ringing, Connected, Whispering, Ended)
+                Bridging, Ringing, Connected, Whispering, Rerouting, Ended)
 }
 
 INITIAL: dict[Flow, CallState] = {Flow.EARLY: CallState.HELD, Flow.ANSWERED: CallState.INVITED}

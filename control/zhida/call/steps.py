@@ -590,16 +590,16 @@ class CallSteps:
             log.error("no fallback group for tenant %r: %s", tenant, exc)
             return ""
 
-    def agents_for(self, tenant: str, group: str) -> list[str]:
-        """The group's agents by availability, then its overflow group's."""
+    def agents_for(self, tenant: str, group: str, *, overflow: bool = True) -> list[str]:
+        """The group's agents by availability, then (with `overflow`) its overflow group's."""
         if not group:
             return []
         try:
             groups = {g["name"]: g for g in self.directory.groups(tenant)}
             ordered = self.agents.select(self.directory.agents(tenant, group))
-            overflow = (groups.get(group) or {}).get("overflow_group")
-            if overflow and overflow != group:
-                ordered += [a for a in self.agents.select(self.directory.agents(tenant, overflow)) if a not in ordered]
+            spill = (groups.get(group) or {}).get("overflow_group") if overflow else None
+            if spill and spill != group:
+                ordered += [a for a in self.agents.select(self.directory.agents(tenant, spill)) if a not in ordered]
         except Exception:
             log.exception("agent lookup for %s/%s failed", tenant, group)
             return []
@@ -617,7 +617,7 @@ class CallSteps:
             "call_id": call.call_id, "tenant": call.tenant, "caller": call.caller, "called": call.called,
             "state": call.state.value, "transcript": call.transcript, "words": call.words,
             "decision": call.decision, "disambiguations": call.disambiguations,
-            "path": call.path, "digits": "".join(call.digits),
+            "path": call.path, "digits": "".join(call.digits), "reroutes": call.reroutes,
             "caller_rule": call.plan.rule if call.plan is not None else "",
             "group": call.decision.get("group", ""), "agents": call.agents, "agent": call.agent,
             "contact": call.contact, "outcome": call.outcome, "end_of_speech_to_invite_ms": eos_to_invite,
