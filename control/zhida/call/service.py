@@ -27,7 +27,8 @@ async def serve(config: Config) -> None:
 
     server = serving.new_server()
     health = serving.add_health(server)
-    hosted = attach_to_controller(server, bus=bus, directory=directory, config=config, health=health)
+    hosted = attach_to_controller(server, bus=bus, directory=directory, config=config, health=health,
+                                  live_calls=controller)
     running = await serving.start(server, config.controller.api_listen, [SERVICE_NAME], health_servicer=health)
     await controller.start()
     watch = asyncio.create_task(_health_follows_evapi(controller, running), name="health-follows-evapi")

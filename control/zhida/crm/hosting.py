@@ -54,9 +54,12 @@ class Hosted:
 
 
 def attach_to_controller(
-    server: grpc.aio.Server, *, bus: EventBus, directory: Any, config: Config, health: Any = None
+    server: grpc.aio.Server, *, bus: EventBus, directory: Any, config: Config, health: Any = None,
+    live_calls: Any = None,
 ) -> Hosted:
     """Adds CallEventService, AdminService, call records and metrics to the controller (see module doc).
+
+    live_calls: the controller (`zhida.call.reroute.LiveCalls`), whose calls RerouteCall moves.
 
     Call it on the controller's running loop, before `server.start()`.
     """
@@ -80,7 +83,7 @@ def attach_to_controller(
 
     services = add_services(
         server, bus=bus, store=store, auth=auth, directory=directory, routing=routing, health=health,
-        tenants_dir=config.routing_tenants_dir,
+        tenants_dir=config.routing_tenants_dir, live_calls=live_calls,
     )
     metrics_server, metrics_port = None, None
     port = controller.metrics_port

@@ -78,6 +78,7 @@ def add_services(
     health: health_aio.HealthServicer | None = None,
     reflection_service: bool = True,
     tenants_dir: str | Path | None = None,
+    live_calls: Any = None,
 ) -> list[str]:
     """Registers CallEventService, AdminService (when a directory is given), health and reflection.
 
@@ -87,10 +88,12 @@ def add_services(
     enables reflection itself (then include the returned names). Returns the service names registered.
     tenants_dir: the routing service's tenants folder (on this box): adds RuleVersionService, and sends changes
     of the live rules to WatchCalls (call it on the running loop then).
+    live_calls: the controller this API runs in (`zhida.call.reroute.LiveCalls`): RerouteCall moves its
+    answered-mode calls; without one, RerouteCall records verdicts on early-mode calls only.
     """
     names = [CALLS_SERVICE]
     calls_pb2_grpc.add_CallEventServiceServicer_to_server(
-        CallEventService(bus=bus, store=store, auth=auth), server
+        CallEventService(bus=bus, store=store, auth=auth, directory=directory, live_calls=live_calls), server
     )
     if directory is not None:
         from zhida.crm.admin_service import AdminService
@@ -182,6 +185,7 @@ async def start_api(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tenants_dir: str | Path | None = None,
+    live_calls: Any = None,
 ) -> RunningApi:
     """Starts the API with its own bus, store and recorder (for `zhida serve-api` and tests)."""
     bus = bus or EventBus()
@@ -199,6 +203,7 @@ async def start_api(
         validate_rules=validate_rules,
         health=health,
         tenants_dir=tenants_dir,
+        live_calls=live_calls,
     )
     port = add_port(server, listen, tls_cert=tls_cert, tls_key=tls_key)
     await server.start()
