@@ -391,8 +391,12 @@ class AnsweredMode:
         call.reroutes.append({"group": group, "agent": call.agent, "previous_group": previous_group,
                               "previous_agent": previous_agent, "by": by, "at": time.time(),
                               "reroute_ms": took_ms})
-        await self.machine.fire(call, Trigger.REROUTED, group=group, agent=call.agent, previous_group=previous_group,
-                                previous_agent=previous_agent, by=by, reroute_ms=took_ms)
+        try:
+            await self.machine.fire(call, Trigger.REROUTED, group=group, agent=call.agent,
+                                    previous_group=previous_group, previous_agent=previous_agent, by=by,
+                                    reroute_ms=took_ms)
+        except InvalidTransition:  # the caller hung up during the hand-over
+            raise RerouteRefused(RerouteRefusal.ENDED, "the call ended during the hand-over") from None
         log.info("call %s: moved from %s to %s (%s) in %.0f ms", call.call_id, previous_agent, call.agent, group,
                  took_ms)
         return rerouted
