@@ -5,6 +5,7 @@
     crm_client.py --server ... --token ... calls --hours 24
     crm_client.py --server ... --token ... feedback CALL_ID --right
     crm_client.py --server ... --token ... feedback CALL_ID --wrong billing --comment "asked about a bill"
+    crm_client.py --server ... --token ... reroute CALL_ID billing --agent sip:1001@demo.zhida.local
 
 `watch` prints a screen pop when a call is routed (caller, what they said, the group and why) and a line when
 an agent's phone rings, answers and hangs up; a CRM would open the caller's file at RINGING, on the agent
@@ -70,6 +71,9 @@ def screen_pop(event: pb.CallEvent, transcripts: dict[str, str], callers: dict[s
         transcripts.pop(call, None)
         callers.pop(call, None)
         return f"[{call}] ended: {outcome} after {event.ended.duration_seconds:.0f} s"
+    if kind == pb.CALL_EVENT_KIND_REROUTED:
+        moved = event.rerouted
+        return f"[{call}] re-routed to {moved.group}: {moved.previous_agent} -> {moved.agent}"
     if kind == pb.CALL_EVENT_KIND_FEEDBACK:
         verdict = "right" if event.feedback.correct else f"wrong, should be {event.feedback.correct_group}"
         return f"[{call}] feedback: {verdict}"
@@ -138,6 +142,22 @@ async def feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+async def reroute(args: argparse.Namespace) -> int:
+    async with channel_for(args) as channel:
+        stub = calls_pb2_grpc.CallEventServiceStub(channel)
+        # the new group's agents ring before the answer comes: leave room for their ring time
+        answer = await stub.RerouteCall(
+            pb.RerouteCallRequest(call_id=args.call_id, tenant=args.tenant, group=args.group, agent=args.agent,
+                                  comment=args.comment),
+            metadata=metadata(args), timeout=120,
+        )
+    if answer.media_moved:
+        print(f"moved to {answer.agent} (from {answer.previous_agent}); verdict recorded")
+    else:
+        print(f"verdict recorded; the call stays where it is: {answer.detail}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default="127.0.0.1:50070")
@@ -155,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     verdict.add_argument("--right", action="store_true", help="the call reached the right group")
     verdict.add_argument("--wrong", metavar="GROUP", help="the group that would have been right")
     f.add_argument("--comment", default="")
+    r = sub.add_parser("reroute", help="the agent's re-route: the call belongs to GROUP (moved when answered mode)")
+    r.add_argument("call_id")
+    r.add_argument("group")
+    r.add_argument("--agent", default="", help="who re-routes (default: the token's name)")
+    r.add_argument("--comment", default="")
     args = parser.parse_args(argv)
-    handler = {"watch": watch, "calls": calls, "feedback": feedback}[args.command]
+    handler = {"watch": watch, "calls": calls, "feedback": feedback, "reroute": reroute}[args.command]
     try:
         return asyncio.run(handler(args))
     except grpc.aio.AioRpcError as exc:

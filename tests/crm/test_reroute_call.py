@@ -17,6 +17,7 @@ from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
 
 from tests.crm.crmkit import bearer, scripted_call
+from tests.crm.test_example_client import run_client
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -179,3 +180,14 @@ async def test_refusals_before_anything_is_asked(api, calls, crm_tokens, control
     assert controller.asked == []
     await settle(api)
     assert await feedback_of(calls, "early-1", crm_tokens) is None
+
+
+async def test_the_example_client_reroutes(api, crm_tokens, controller):
+    publish(api, "early-1")
+    controller.calls["live-1"] = LIVE
+    await settle(api)
+    for call_id, said in (("early-1", "verdict recorded; the call stays where it is: early-mode call"),
+                          ("live-1", f"moved to {NEW_AGENT} (from {LIVE.agent}); verdict recorded")):
+        client = await run_client(api.port, crm_tokens.acme, "reroute", call_id, "billing")
+        out, err = await asyncio.wait_for(client.communicate(), 20)
+        assert client.returncode == 0 and out.decode().startswith(said), (out.decode(), err.decode())
