@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Engine, create_engine, delete, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, insert, make_url, select, update
 
 from zhida.directory import schema
 
@@ -51,11 +51,7 @@ def ha1(username: str, realm: str, password: str) -> str:
 class Directory:
     def __init__(self, url: str) -> None:
         self.url = url
-        # A shared PostgreSQL whose host is gone must not hold a call for the TCP connect timeout (minutes): the
-        # controller reads the directory on the call path, and answers from memory once this fails
-        # (zhida.call.lastknown).
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgresql") else {}
-        self.engine: Engine = create_engine(url, connect_args=connect_args)
+        self.engine: Engine = _engine(url)
 
     @classmethod
     def open_sqlite(cls, path: Path) -> Directory:
@@ -259,6 +255,19 @@ class Directory:
                     creds = self.add_agent(name, group_name, str(agent_spec["username"]), agent_spec.get("password"))
                     credentials[creds.aor] = creds
         return credentials
+
+
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return create_engine(url)
+    if parsed.drivername == "postgresql":
+        # the driver the package installs (psycopg 3), not SQLAlchemy's default psycopg2
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # A shared PostgreSQL whose host is gone must not hold a call for the TCP connect timeout (minutes): the
+    # controller reads the directory on the call path and answers from memory once this fails
+    # (zhida.call.lastknown). A database that restarted leaves dead pooled connections: each is tested first.
+    return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
 
 
 def _check(pattern: re.Pattern[str], field: str, value: str) -> None:
