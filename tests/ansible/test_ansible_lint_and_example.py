@@ -153,6 +153,8 @@ def test_example_zhida_configuration_loads_on_every_node(example_rendered: Path)
             assert config.media.ng_nodes == [("10.20.2.21", 2223), ("10.20.2.22", 2223)]
             assert (config.media.trunk_interface, config.media.agent_interface) == ("pub", "priv")
             assert config.controller.b2bua_answer_timeout_ms == 4000
+            # the agents and groups Kamailio reads: the shared PostgreSQL, not a file of the node's own
+            assert config.directory_url.startswith("postgresql") and "@pg.example.internal/" in config.directory_url
     units = sorted(path.name for path in (example_rendered / "speech-1/etc/systemd/system").glob("*.service"))
     assert units == ["zhida-learn-due.service", "zhida-recognizer.service", "zhida-routing.service"]
     # scheduled learning on one routing node only: the call records it learns from are shared
