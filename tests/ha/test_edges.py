@@ -8,7 +8,8 @@ in a machine room where media and speech nodes are separate. The carrier (127.0.
 
 One scenario, in order:
 - agents registered on edge 2 take a call that enters through edge 1, then agents registered on edge 1 take a
-  call through edge 2; media flows both ways (rtpengine's final stats: caller and agent both sent);
+  call through edge 2; media flows both ways (rtpengine's final stats: caller and agent both sent); each
+  controller hears of registrations and de-registrations made on the other edge;
 - PostgreSQL stopped for 10 s under calls on both edges: agents' REGISTER refreshes still pass, on the edge they
   registered with and on the other (the cached credentials travel over DMQ), a wrong password still fails; the
   calls decided meanwhile get their group's agents (the controllers remember the directory's last answers) and
@@ -150,6 +151,10 @@ def test_an_edge_pair_shares_agents_survives_a_database_outage_and_an_edge_death
         for phone in on_two:  # unregistered through edge 2: gone from edge 1 too
             assert register(edge2, phone, work2, expires=0) == 0
         wait(lambda: not any(registered(edge1, p.username) for p in on_two), 5, "de-registration on edge 1")
+        # edge 1's controller heard of both from its Kamailio, as if they had registered there
+        wait(lambda: f"agent sip:1092@{DOMAIN}: not registered (registrar)" in controller_log(edge1), 5,
+             "the de-registration in edge 1's controller")
+        assert f"agent sip:1092@{DOMAIN}: registered for" in controller_log(edge1)
 
         # agents of edge 1 (repair 1001, operator 1091) take a call entering through edge 2
         on_one = [books[0].start("1001"), books[0].start("1091")]
