@@ -120,3 +120,10 @@ def test_schema_and_queries_compile_for_postgresql():
         ).compile(dialect=dialect)
     )
     assert "ORDER BY call_record.started_at DESC, call_record.call_id DESC" in sql and "LIMIT" in sql
+
+
+def test_a_plain_postgresql_url_uses_the_installed_driver() -> None:
+    # Ansible writes `postgresql://…`; SQLAlchemy's default for it is psycopg2, which the package does not install
+    engine = open_engine("postgresql://zhida@127.0.0.1:9/zhida", create=False)
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()

@@ -30,12 +30,15 @@ def open_engine(url: str | None = None, *, create: bool = True) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 5}
     elif parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            # the driver the package installs (psycopg 3), not SQLAlchemy's default psycopg2
+            parsed = parsed.set(drivername="postgresql+psycopg")
         # a database that restarted leaves dead pooled connections: test each before use; and a host that does
         # not answer fails a connection in seconds (the recorder then holds its batch), not minutes
         kwargs["pool_pre_ping"] = True
         if parsed.get_driver_name() == "psycopg":
             kwargs["connect_args"] = {"connect_timeout": 3}
-    engine = create_engine(url, **kwargs)
+    engine = create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if create:
