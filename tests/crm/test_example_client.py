@@ -29,8 +29,8 @@ async def run_client(port: int, token: str, *args: str) -> asyncio.subprocess.Pr
         str(CLIENT),
         "--server",
         f"127.0.0.1:{port}",
-        "--token",
-        token,
+        # one argument: a random token may begin with "-", which argparse would take for an option
+        f"--token={token}",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

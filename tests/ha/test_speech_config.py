@@ -38,9 +38,14 @@ def test_bad_lists_are_refused_by_their_key(data: dict, message: str) -> None:
 def test_the_channels_balance_round_robin_and_check_each_workers_health() -> None:
     config = parse({"recognizer": {"target": ["10.0.4.11:50051", "10.0.4.12:50051"]}})
     options = dict(channel_options(config.recognizer, config.recognizer.health_service, keepalive=True))
-    assert json.loads(options["grpc.service_config"]) == {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "healthCheckConfig": {"serviceName": "zhida.v1.RecognizerService"}}
+    service_config = json.loads(options["grpc.service_config"])
+    assert service_config["loadBalancingConfig"] == [{"round_robin": {}}]
+    assert service_config["healthCheckConfig"] == {"serviceName": "zhida.v1.RecognizerService"}
+    # a stream a full worker refuses is tried once more, on the next one (tests/ha/test_speech_refusal.py)
+    [method] = service_config["methodConfig"]
+    assert method["name"] == [{"service": "zhida.v1.RecognizerService"}]
+    assert method["retryPolicy"]["maxAttempts"] == 2
+    assert method["retryPolicy"]["retryableStatusCodes"] == ["RESOURCE_EXHAUSTED"]
     assert options["grpc.keepalive_time_ms"] == 1000
     dns = parse({"routing": {"target": "dns:///speech.internal:50052"}})
     options = dict(channel_options(dns.routing, dns.routing.health_service))
