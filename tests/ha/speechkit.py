@@ -134,17 +134,22 @@ def start_room(run_dir: Path, *, media_nodes: int = 2, workers: int = 2, routers
 class Caller:
     """One trunk call on a thread: silence while the prompt plays, the sentence, `tail_s` of silence, hang-up."""
 
-    def __init__(self, config: Config, wav: Path, work: Path, *, lead_s: float = 3.2, tail_s: float = 4.0) -> None:
+    def __init__(self, config: Config, wav: Path, work: Path, *, lead_s: float = 3.2, tail_s: float = 4.0,
+                 trunk_ip: str = TRUNK_IP, enter: Callable[[], None] | None = None) -> None:
+        """`enter` runs first on the caller's own thread: the carrier's network namespace, in a machine room."""
         work.mkdir(parents=True, exist_ok=True)
         caller_pcap(wav, work / "caller.pcap", lead_silence_s=lead_s, tail_silence_s=tail_s)
         scenario = caller_scenario(work / "caller.pcap", work / "caller.xml")
         self.config = config
         self.result: SippResult | None = None
         target = f"{config.sip.address}:{config.sip.port}"
-        self._thread = threading.Thread(
-            target=lambda: setattr(self, "result", run_caller(target, scenario, NUMBER, local_ip=TRUNK_IP,
-                                                               work_dir=work, timeout_s=40)),
-            name="sipp-caller", daemon=True)
+
+        def place() -> None:
+            if enter is not None:
+                enter()
+            self.result = run_caller(target, scenario, NUMBER, local_ip=trunk_ip, work_dir=work, timeout_s=40)
+
+        self._thread = threading.Thread(target=place, name="sipp-caller", daemon=True)
         self._thread.start()
 
     def join(self) -> SippResult:
