@@ -99,6 +99,11 @@ class MediaConfig(Section):
 class ControllerConfig(Section):
     rtp_address: str = "127.0.0.1"
     api_listen: str = "127.0.0.1:50061"
+    # Where the other controllers of a machine room reach this one's API (host:port): a RerouteCall that
+    # reaches another controller is forwarded here for the calls this one holds. Empty: api_listen, unless that
+    # listens on every address (0.0.0.0, [::]), which names no node: then this controller's calls are not
+    # forwarded to.
+    api_advertise: str = ""
     # Answered mode (PSTN trunks): the B2BUA's SIP port (UDP, on rtp_address); Kamailio relays those trunks' calls
     # there and trusts INVITEs from exactly this address and port. 0: answered mode off.
     b2bua_port: int = Field(5070, ge=0, le=65535)
@@ -112,6 +117,21 @@ class ControllerConfig(Section):
     db_url: str = ""
     # The CRM API's token file; empty: <run_dir>/api-tokens.yaml, created on first start. $ZHIDA_API_TOKENS wins.
     api_tokens: Path | None = None
+
+    @field_validator("api_advertise")
+    @classmethod
+    def _advertise_is_host_port(cls, address: str) -> str:
+        if address:
+            _host_port(address)
+        return address
+
+    @property
+    def api_peer_address(self) -> str:
+        """The address other controllers forward to (api_advertise, else a specific api_listen; else "")."""
+        if self.api_advertise:
+            return self.api_advertise
+        host, _ = _host_port(self.api_listen)
+        return "" if host.strip("[]") in ("0.0.0.0", "::", "") else self.api_listen
     # Endpointing: the recogniser ends the utterance after this silence; the controller may decide earlier on
     # a stable, confident partial.
     end_silence_ms: int = Field(700, ge=0)

@@ -23,6 +23,7 @@ from zhida.codecs.g711 import ulaw_encode
 from zhida.config import Config
 from zhida.stack.calls import wait_for_record
 from zhida.stack.sipp import SCENARIOS, AgentPhone, free_udp_port, read_wav_8k, register_agent
+from zhida.store import CallStore, open_engine
 from zhida.v1 import calls_pb2, calls_pb2_grpc
 
 from tests.call.conftest import AGENT_IP, Agents
@@ -235,3 +236,9 @@ def test_an_agents_reroute_moves_the_caller_to_the_new_group_and_records_the_ver
     kinds = watcher.kinds(call_id)
     assert kinds.count(K.CALL_EVENT_KIND_FEEDBACK) == 1, "the refused re-route recorded a verdict"
     assert kinds.index(K.CALL_EVENT_KIND_REROUTED) < kinds.index(K.CALL_EVENT_KIND_FEEDBACK)
+    # the record names the controller holding the call, where another controller's API forwards a re-route
+    store = CallStore(open_engine(f"sqlite:///{full_stack.run_dir / 'data' / 'zhida.db'}", create=False))
+    try:
+        assert store.holder_of(call_id) == full_stack.controller.api_listen
+    finally:
+        store.engine.dispose()

@@ -12,7 +12,9 @@ import dataclasses
 import grpc
 import pytest
 from zhida.call.reroute import LiveCall, Rerouted, RerouteRefusal, RerouteRefused
+from zhida.crm.forward import FORWARDED_BY
 from zhida.events import CallEventKind
+from zhida.stack.ports import free_port
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
 
@@ -191,3 +193,66 @@ async def test_the_example_client_reroutes(api, crm_tokens, controller):
         client = await run_client(api.port, crm_tokens.acme, "reroute", call_id, "billing")
         out, err = await asyncio.wait_for(client.communicate(), 20)
         assert client.returncode == 0 and out.decode().startswith(said), (out.decode(), err.decode())
+
+
+# ----- a machine room: the call lives in another controller, whose API address its record names -----
+
+@pytest.fixture
+async def room(start_crm_api, crm_directory, controller, tmp_path):
+    """Two controllers' APIs on one shared call store: `holder` holds live-1 (the scripted controller), `other`
+    holds nothing."""
+    crm_directory.upsert_tenant("acme", domain="acme.example", fallback_group="operator")
+    for group in ("repair", "billing", "operator"):
+        crm_directory.upsert_group("acme", group)
+    shared = f"sqlite:///{tmp_path}/room-calls.db"
+    apis = {}
+    for name, live_calls in (("holder", controller), ("other", Controller())):
+        address = f"127.0.0.1:{free_port()}"
+        apis[name] = await start_crm_api(directory=crm_directory, live_calls=live_calls, db_url=shared,
+                                         listen=address, own_address=address)
+        apis[name].extra["address"] = address
+    controller.calls["live-1"] = LIVE
+    holder = apis["holder"]
+    for event in scripted_call("live-1", "acme"):
+        if event.kind is CallEventKind.STARTED:
+            event = dataclasses.replace(event, data={**event.data, "mode": "answered",
+                                                     "controller": holder.extra["address"]})
+        if event.kind is not CallEventKind.ENDED:  # connected, still going on
+            holder.bus.publish(event)
+    await settle(holder)
+    return apis
+
+
+async def ask_other(room, token: str, *, metadata: tuple = (), group: str = "billing"):
+    async with grpc.aio.insecure_channel(room["other"].extra["address"]) as channel:
+        return await calls_pb2_grpc.CallEventServiceStub(channel).RerouteCall(
+            pb.RerouteCallRequest(call_id="live-1", group=group), metadata=(*bearer(token), *metadata))
+
+
+async def test_a_call_held_by_another_controller_is_moved_there(room, crm_tokens, controller):
+    answer = await ask_other(room, crm_tokens.acme)
+    assert answer.media_moved and answer.agent == NEW_AGENT and answer.previous_agent == LIVE.agent
+    assert controller.asked == [("live-1", "billing", "acme-crm")]  # with the client's own token, checked there
+    await settle(room["holder"])
+    async with grpc.aio.insecure_channel(room["other"].extra["address"]) as channel:
+        calls = calls_pb2_grpc.CallEventServiceStub(channel)
+        assert (await feedback_of(calls, "live-1", crm_tokens)).correct_group == "billing"
+
+
+async def test_the_holders_refusal_is_the_answer(room, crm_tokens, controller):
+    controller.refusal = RerouteRefusal.NO_AGENT
+    details = await expect(grpc.StatusCode.UNAVAILABLE, ask_other(room, crm_tokens.acme), "call_id:")
+    assert "nothing recorded" in details and controller.asked
+
+
+async def test_a_holder_that_does_not_answer(room, crm_tokens, controller):
+    await room["holder"].stop(grace=0)
+    details = await expect(grpc.StatusCode.UNAVAILABLE, ask_other(room, crm_tokens.acme), "call_id:")
+    assert room["holder"].extra["address"] in details and "does not answer" in details
+    assert controller.asked == []
+
+
+async def test_a_forwarded_request_is_not_forwarded_again(room, crm_tokens, controller):
+    details = await expect(grpc.StatusCode.FAILED_PRECONDITION,
+                           ask_other(room, crm_tokens.acme, metadata=((FORWARDED_BY, "127.0.0.1:1"),)), "call_id:")
+    assert "not live on this controller" in details and controller.asked == []

@@ -152,7 +152,9 @@ class AnsweredMode:
         self.sessions[call.call_id] = session
         self.calls[call.call_id] = call
         self.calls[session.agent_call_id] = call
-        self.steps.publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called, mode=call.mode)
+        # `controller`: where another controller's API forwards a RerouteCall for this call (it lives here only)
+        self.steps.publish(call, CallEventKind.STARTED, caller=call.caller, called=call.called, mode=call.mode,
+                           controller=self.config.controller.api_peer_address)
         session.flow = asyncio.create_task(self._flow(session), name=f"answered-{call.call_id}")
         call.task = session.flow  # ending the call cancels it
         caller_gone = asyncio.ensure_future(caller.wait_ended())

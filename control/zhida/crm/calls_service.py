@@ -20,6 +20,7 @@ from zhida.call.reroute import LiveCall, LiveCalls, Rerouted, RerouteRefusal, Re
 from zhida.crm import convert
 from zhida.crm.auth import TokenAuth, resolve_tenant
 from zhida.crm.errors import in_thread
+from zhida.crm.forward import forward_reroute, was_forwarded
 from zhida.events import CallEvent, CallEventKind, EventBus
 from zhida.store import CallStore, PageCursor
 from zhida.v1 import calls_pb2 as pb
@@ -53,12 +54,13 @@ EARLY_DETAIL = ("early-mode call: the caller's dialog is Kamailio's and a proxy 
 
 class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
     def __init__(self, *, bus: EventBus, store: CallStore, auth: TokenAuth, directory: Any = None,
-                 live_calls: LiveCalls | None = None) -> None:
+                 live_calls: LiveCalls | None = None, own_address: str = "") -> None:
         self.bus = bus
         self.store = store
         self.auth = auth
         self.directory = directory  # the tenants' agent groups, for RerouteCall's group
         self.live_calls = live_calls  # the controller this API runs in; None for a standalone API
+        self.own_address = own_address  # this controller's API as other controllers reach it (zhida.crm.forward)
         self._reroutes: set[asyncio.Task[Rerouted]] = set()
 
     async def WatchCalls(
@@ -254,6 +256,10 @@ class CallEventService(calls_pb2_grpc.CallEventServiceServicer):
                      request.group)
             return pb.RerouteCallResponse(media_moved=False, detail=EARLY_DETAIL, feedback=recorded)
         if live is None or self.live_calls is None:
+            if not ended and not was_forwarded(context):
+                holder = await in_thread(context, STORE, self.store.holder_of, request.call_id)
+                if holder and holder != self.own_address:
+                    return await forward_reroute(holder, request, context, self.own_address)
             why = "the call has ended" if ended else "the call is not live on this controller"
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"call_id: {why}; nothing recorded")
         assert self.live_calls is not None

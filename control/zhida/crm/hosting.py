@@ -83,7 +83,7 @@ def attach_to_controller(
 
     services = add_services(
         server, bus=bus, store=store, auth=auth, directory=directory, routing=routing, health=health,
-        tenants_dir=config.routing_tenants_dir, live_calls=live_calls,
+        tenants_dir=config.routing_tenants_dir, live_calls=live_calls, own_address=controller.api_peer_address,
     )
     metrics_server, metrics_port = None, None
     port = controller.metrics_port

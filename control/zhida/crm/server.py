@@ -79,6 +79,7 @@ def add_services(
     reflection_service: bool = True,
     tenants_dir: str | Path | None = None,
     live_calls: Any = None,
+    own_address: str = "",
 ) -> list[str]:
     """Registers CallEventService, AdminService (when a directory is given), health and reflection.
 
@@ -90,10 +91,13 @@ def add_services(
     of the live rules to WatchCalls (call it on the running loop then).
     live_calls: the controller this API runs in (`zhida.call.reroute.LiveCalls`): RerouteCall moves its
     answered-mode calls; without one, RerouteCall records verdicts on early-mode calls only.
+    own_address: this API's address as the machine room's other controllers reach it; RerouteCall forwards a
+    live answered-mode call held by another controller to that one's address (zhida.crm.forward).
     """
     names = [CALLS_SERVICE]
     calls_pb2_grpc.add_CallEventServiceServicer_to_server(
-        CallEventService(bus=bus, store=store, auth=auth, directory=directory, live_calls=live_calls), server
+        CallEventService(bus=bus, store=store, auth=auth, directory=directory, live_calls=live_calls,
+                         own_address=own_address), server
     )
     if directory is not None:
         from zhida.crm.admin_service import AdminService
@@ -186,6 +190,7 @@ async def start_api(
     tls_key: str | None = None,
     tenants_dir: str | Path | None = None,
     live_calls: Any = None,
+    own_address: str = "",
 ) -> RunningApi:
     """Starts the API with its own bus, store and recorder (for `zhida serve-api` and tests)."""
     bus = bus or EventBus()
@@ -204,6 +209,7 @@ async def start_api(
         health=health,
         tenants_dir=tenants_dir,
         live_calls=live_calls,
+        own_address=own_address,
     )
     port = add_port(server, listen, tls_cert=tls_cert, tls_key=tls_key)
     await server.start()

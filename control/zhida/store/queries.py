@@ -45,6 +45,14 @@ class CallStore:
         with self._sessions() as session:
             return session.get(CallRow, call_id)
 
+    def holder_of(self, call_id: str) -> str:
+        """The API address of the controller that holds the call (its `started` event says; "" if none)."""
+        with self._sessions() as session:
+            query = (select(EventRow.data).where(EventRow.call_id == call_id, EventRow.kind == "started")
+                     .order_by(EventRow.id).limit(1))
+            data = session.scalars(query).first()
+        return str(data.get("controller") or "") if isinstance(data, dict) else ""
+
     def get_events(self, call_id: str) -> list[EventRow]:
         with self._sessions() as session:
             query = select(EventRow).where(EventRow.call_id == call_id).order_by(EventRow.id)
