@@ -92,6 +92,24 @@ class MachineRoom:
         return register_agent(f"{config.sip.address}:{config.sip.port}", phone, work_dir=work, password=password,
                               expires=expires, netns=self.fabric.netns("agents"))
 
+    def register_demo_agents(self, work: Path) -> list[AgentPhone]:
+        """A phone for every agent of the demo platform on the agents' node, registered through the edges in
+        turn (over DMQ every edge knows them all)."""
+        platform = yaml.safe_load(self.edges[0].platform_file.read_text(encoding="utf-8"))
+        phones = []
+        for tenant in platform["tenants"].values():
+            for group in tenant["groups"].values():
+                for agent in group.get("agents", []):
+                    with self.fabric.inside("agents"):
+                        phone = start_agent_phone(username=str(agent["username"]), password=agent["password"],
+                                                  domain=tenant["domain"], ip=self.agents_ip, work_dir=work)
+                    self.phones.append(phone)
+                    phones.append(phone)
+        for n, phone in enumerate(phones):
+            if self.register(n % len(self.edges), phone, work) != 0:
+                raise RuntimeError(f"agent {phone.aor} could not register")
+        return phones
+
     def media_stats(self, call_id: str) -> dict[str, dict[str, Any]]:
         """rtpengine's final stats of the call, on whichever media node anchored it."""
         found: dict[str, dict[str, Any]] = {}
@@ -149,9 +167,14 @@ def _node(base: Config, run_dir: Path) -> Config:
     return node
 
 
-def start_machine_room(work: Path) -> MachineRoom:
-    """Every node of the room started, the database first and the edges last; stopped again if one fails."""
-    fabric = Fabric(ROLES)
+def start_machine_room(work: Path, *, nodes: int = 2, prepare: Callable[[Config], None] | None = None
+                       ) -> MachineRoom:
+    """Every node of the room started, the database first and the edges last; stopped again if one fails.
+    `nodes`: 2 of each kind (edge, media, speech), or 1 (a single edge, no DMQ); `prepare` changes the settings
+    every node starts from."""
+    if nodes not in (1, 2):
+        raise ValueError("a room of one or two nodes of each kind")
+    fabric = Fabric(tuple(role for role in ROLES if not role.endswith("2") or nodes == 2))
     try:
         with fabric.inside("db"):
             database = PostgresServer(Path(tempfile.mkdtemp(prefix="zhida-pg-")), host=fabric.ip("db"))
@@ -160,7 +183,7 @@ def start_machine_room(work: Path) -> MachineRoom:
         raise
     room = MachineRoom(fabric, database)
     try:
-        _start_nodes(room, work)
+        _start_nodes(room, work, nodes, prepare)
     except BaseException:
         room.dump_logs()
         room.stop()
@@ -169,11 +192,14 @@ def start_machine_room(work: Path) -> MachineRoom:
     return room
 
 
-def _start_nodes(room: MachineRoom, work: Path) -> None:
+def _start_nodes(room: MachineRoom, work: Path, nodes: int, prepare: Callable[[Config], None] | None) -> None:
     fabric = room.fabric
     base = stack_config(work / "base")
+    if prepare is not None:
+        prepare(base)
     dmq_port, = free_ports(1)
-    for n in (1, 2):
+    numbers = range(1, nodes + 1)
+    for n in numbers:
         node = _node(base, work / f"media{n}")
         node.media.interface = fabric.ip(f"media{n}")
         with fabric.inside(f"media{n}"):
@@ -181,7 +207,7 @@ def _start_nodes(room: MachineRoom, work: Path) -> None:
         processes.wait_ready("rtpengine", lambda n=node: stack.ng_ping(n.media.interface, n.media.ng_port),
                              process, node.log_dir / "rtpengine.log")
         room.media.append(node)
-    for n in (1, 2):
+    for n in numbers:
         node = _node(base, work / f"speech{n}")
         address = fabric.ip(f"speech{n}")
         node.recognizer.listen = f"{address}:{base.recognizer.listen.rsplit(':', 1)[1]}"
@@ -192,14 +218,15 @@ def _start_nodes(room: MachineRoom, work: Path) -> None:
         room.speech.append(node)
 
     platform_file = _platform_file(room.carrier_ip, work)
-    for n in (1, 2):
+    for n in numbers:
         edge = _node(base, work / f"edge{n}")
         address = fabric.ip(f"edge{n}")
         edge.platform_file = platform_file
         edge.directory_url = room.database.url
         edge.sip.address = address
-        edge.sip.dmq_address = f"{address}:{dmq_port}"
-        edge.sip.dmq_peers = [f"{fabric.ip(f'edge{3 - n}')}:{dmq_port}"]
+        if nodes == 2:
+            edge.sip.dmq_address = f"{address}:{dmq_port}"
+            edge.sip.dmq_peers = [f"{fabric.ip(f'edge{3 - n}')}:{dmq_port}"]
         edge.controller.rtp_address = address  # the media fork and the B2BUA on the edge's own node
         edge.controller.api_listen = f"{address}:{base.controller.api_listen.rsplit(':', 1)[1]}"
         edge.controller.metrics_address = address
@@ -210,13 +237,13 @@ def _start_nodes(room: MachineRoom, work: Path) -> None:
         with fabric.inside(f"edge{n}"):
             stack.up(edge, None, services=("kamailio", "controller"))
         room.edges.append(edge)
-        if n == 1:
+        if n == 1 and nodes == 2:
             # Edge 1 announced itself to edge 2, not up yet: dmq marks that peer inactive when the request times
             # out (tm's fr_timer, 5 s), even if edge 2 has announced itself meanwhile, and then leaves it so until
             # the next ping (60 s). Edge 2 starts once that timeout is over, as docs/machine-room.md asks.
             _wait_for(lambda edge=edge: "not deleting notification peer" in _kamailio_log(edge), 10,
                       "edge 1's announcement to edge 2 timing out")
-    for n in range(2):
+    for n in range(nodes if nodes == 2 else 0):
         _wait_for(lambda n=n: room.dmq_active(n) == 2, 10, f"edge {n + 1} seeing both edges active over DMQ")
 
 
