@@ -7,6 +7,7 @@ way their units would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import re
 import resource
 import shlex
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -167,13 +169,16 @@ class Daemon:
         return f"----- {self.name} ({self.log}) -----\n" + "\n".join(text[-lines:])
 
     def stop(self) -> None:
+        """SIGTERM to the daemon's process group, SIGKILL to it after 10 s: killing the main process alone would
+        leave Kamailio's children holding its ports for the next test."""
+        with contextlib.suppress(ProcessLookupError):
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(10)
+            os.killpg(self.process.pid, signal.SIGKILL)  # children a main process left behind, if any
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+            self.process.wait(5)
 
 
 @dataclass
@@ -188,8 +193,9 @@ class Daemons:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as out:
+            # a session of its own: stop() ends the daemon and every child it forked
             process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                       env={**os.environ, **(env or {})})
+                                       env={**os.environ, **(env or {})}, start_new_session=True)
         daemon = Daemon(name, process, log)
         self.started.append(daemon)
         return daemon
