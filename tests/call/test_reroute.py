@@ -233,6 +233,10 @@ def test_an_agents_reroute_moves_the_caller_to_the_new_group_and_records_the_ver
     rerouted = [e for e in stored.events if e.kind == K.CALL_EVENT_KIND_REROUTED]
     assert [(e.rerouted.group, e.rerouted.agent, e.rerouted.previous_agent) for e in rerouted] == [
         (NEW_GROUP, new_agent.aor, first_agent)]
+    # the first routing's agent rang, then the re-route's, marked as such (the record keeps the first ring)
+    rings = [e.ringing for e in stored.events if e.kind == K.CALL_EVENT_KIND_RINGING]
+    assert rings and not rings[0].reroute, rings
+    assert [(r.agent, r.decision_to_ringing_ms) for r in rings if r.reroute] == [(new_agent.aor, 0)], rings
     kinds = watcher.kinds(call_id)
     assert kinds.count(K.CALL_EVENT_KIND_FEEDBACK) == 1, "the refused re-route recorded a verdict"
     assert kinds.index(K.CALL_EVENT_KIND_REROUTED) < kinds.index(K.CALL_EVENT_KIND_FEEDBACK)

@@ -57,8 +57,10 @@ EXPECTED[(S.WHISPERING, T.AGENT_ANSWERED)] = {E: Step(S.WHISPERING), ANS: Step(S
 # An agent's re-route: answered mode only; the second leg's Kamailio events keep the call rerouting until our own
 # leg's answer (REROUTED) or failure (REROUTE_FAILED) brings it back to connected.
 EXPECTED[(S.CONNECTED, T.REROUTE)] = {ANS: Step(S.REROUTING)}
-for _trigger in (T.AGENT_INVITED, T.AGENT_RINGING, T.AGENT_ANSWERED, T.AGENT_FAILED):
+for _trigger in (T.AGENT_INVITED, T.AGENT_ANSWERED, T.AGENT_FAILED):
     EXPECTED[(S.REROUTING, _trigger)] = {E: Step(S.REROUTING), ANS: Step(S.REROUTING)}
+EXPECTED[(S.REROUTING, T.AGENT_RINGING)] = {E: Step(S.REROUTING, A.ANNOUNCE_REROUTE_RINGING),
+                                            ANS: Step(S.REROUTING, A.ANNOUNCE_REROUTE_RINGING)}
 EXPECTED[(S.REROUTING, T.REROUTED)] = {E: Step(S.CONNECTED, A.ANNOUNCE_REROUTED),
                                        ANS: Step(S.CONNECTED, A.ANNOUNCE_REROUTED)}
 EXPECTED[(S.REROUTING, T.REROUTE_FAILED)] = {E: Step(S.CONNECTED), ANS: Step(S.CONNECTED)}

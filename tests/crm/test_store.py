@@ -97,6 +97,29 @@ def test_events_of_a_call_seen_mid_way_still_make_a_record(tmp_path):
     recorder.close()
 
 
+def test_a_reroutes_ringing_agent_stays_on_the_timeline_only(tmp_path):
+    """The agent of a re-route's group rings: the record keeps who has the caller and the first ring's timing
+    until a REROUTED event says the new agent answered."""
+    engine = open_engine(f"sqlite:///{tmp_path}/ring.db")
+    recorder = CallRecorder(engine).start()
+    events = [ev for ev in scripted_call("ring", "acme") if ev.kind is not CallEventKind.ENDED]
+    for ev in events:
+        recorder(ev)
+    last = events[-1].at
+    recorder(CallEvent("ring", "acme", CallEventKind.RINGING, {"agent": "sip:carol@acme.example", "reroute": True},
+                       last + 5))
+    assert recorder.flush(5)
+    store = CallStore(engine)
+    first = next(ev for ev in events if ev.kind is CallEventKind.RINGING)
+    row = store.get_call("ring")
+    assert row.agent == "sip:alice@acme.example" and row.ringing_at == pytest.approx(first.at), row.agent
+    assert [e.data.get("reroute") for e in store.get_events("ring") if e.kind == "ringing"] == [None, True]
+    recorder(CallEvent("ring", "acme", CallEventKind.REROUTED, {"agent": "sip:carol@acme.example"}, last + 6))
+    assert recorder.flush(5)
+    assert store.get_call("ring").agent == "sip:carol@acme.example"
+    recorder.close()
+
+
 def test_schema_and_queries_compile_for_postgresql():
     """The store's DDL and its listing query as PostgreSQL would receive them (no server needed here)."""
     from sqlalchemy.dialects import postgresql

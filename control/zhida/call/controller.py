@@ -278,6 +278,12 @@ class CallController:
                 # the call's own task now: a hang-up during the whisper cancels it (answered mode runs it itself)
                 call.task = asyncio.create_task(self.steps.whisper(call, str(data["to_tag"])),
                                                 name=f"whisper-{call.call_id}")
+        elif action is Action.ANNOUNCE_REROUTE_RINGING:
+            # once per ringing agent (a phone may send 180 and 183); marked as a re-route's, so that records and
+            # the decision -> ringing histogram keep the first routing's ring
+            if call.agent and call.agent != call.reroute_ringing:
+                call.reroute_ringing = call.agent
+                self.steps.publish(call, CallEventKind.RINGING, agent=call.agent, contact=call.contact, reroute=True)
         elif action is Action.ANNOUNCE_REROUTED:
             self.steps.publish(call, CallEventKind.REROUTED, **data)
             self.steps.write_record(call)

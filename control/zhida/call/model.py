@@ -54,6 +54,7 @@ class Call:
     path: str = ""
     # each agent's re-route that moved the call: group, agent, previous_group, previous_agent, by, at
     reroutes: list[dict[str, Any]] = field(default_factory=list)
+    reroute_ringing: str = ""  # the re-route's agent last announced as ringing (once per agent)
     outcome: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 

@@ -87,6 +87,7 @@ class Action(enum.Enum):
     ANNOUNCE_RINGING = "announce_ringing"
     ANNOUNCE_CONNECTED = "announce_connected"
     ANNOUNCE_REROUTED = "announce_rerouted"
+    ANNOUNCE_REROUTE_RINGING = "announce_reroute_ringing"  # an agent of the re-route's group rings
     END = "end"  # release media and agents, publish, record, forget
 
 
@@ -401,7 +402,7 @@ class Rerouting(State):
         return Step(CallState.REROUTING)
 
     def agent_ringing(self, flow: Flow) -> Step:
-        return Step(CallState.REROUTING)
+        return Step(CallState.REROUTING, Action.ANNOUNCE_REROUTE_RINGING)
 
     def agent_answered(self, flow: Flow) -> Step:  # Kamailio's event; the 200 OK on our leg moves the media
         return Step(CallState.REROUTING)

@@ -113,6 +113,7 @@ def _fill_detail(message: pb.CallEvent, kind: CallEventKind, data: dict[str, Any
                 agent=_s(data.get("agent")),
                 decision_to_ringing_ms=_u(data.get("decision_to_ringing_ms")),
                 contact=_s(data.get("contact")),
+                reroute=bool(data.get("reroute")),
             )
         )
     elif kind is CallEventKind.ANSWERED:

@@ -237,6 +237,8 @@ def _apply(session: Session, rows: dict[str, CallRow], event: CallEvent) -> None
         row.decision_at = event.at
         if data.get("words"):  # the router's segmentation, when the call path passes it with the decision
             row.words = list(data["words"])
+    elif kind is CallEventKind.RINGING and data.get("reroute"):
+        pass  # a re-route's agent rings: the timeline has it; the record changes when one answers (REROUTED)
     elif kind is CallEventKind.RINGING:
         row.agent = str(data.get("agent", "")) or row.agent
         row.ringing_at = row.ringing_at or event.at

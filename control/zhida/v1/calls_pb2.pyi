@@ -148,14 +148,16 @@ class RoutingDecision(_message.Message):
     def __init__(self, kind: _Optional[_Union[RoutingDecisionKind, str]] = ..., route: _Optional[str] = ..., group: _Optional[str] = ..., score: _Optional[float] = ..., confidence: _Optional[float] = ..., explanation: _Optional[_Iterable[_Union[ExplanationTerm, _Mapping]]] = ..., end_of_speech_to_decision_ms: _Optional[int] = ..., agents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentRinging(_message.Message):
-    __slots__ = ("agent", "decision_to_ringing_ms", "contact")
+    __slots__ = ("agent", "decision_to_ringing_ms", "contact", "reroute")
     AGENT_FIELD_NUMBER: _ClassVar[int]
     DECISION_TO_RINGING_MS_FIELD_NUMBER: _ClassVar[int]
     CONTACT_FIELD_NUMBER: _ClassVar[int]
+    REROUTE_FIELD_NUMBER: _ClassVar[int]
     agent: str
     decision_to_ringing_ms: int
     contact: str
-    def __init__(self, agent: _Optional[str] = ..., decision_to_ringing_ms: _Optional[int] = ..., contact: _Optional[str] = ...) -> None: ...
+    reroute: bool
+    def __init__(self, agent: _Optional[str] = ..., decision_to_ringing_ms: _Optional[int] = ..., contact: _Optional[str] = ..., reroute: _Optional[bool] = ...) -> None: ...
 
 class AgentAnswered(_message.Message):
     __slots__ = ("agent",)
