@@ -72,12 +72,17 @@ class EventBus:
 
     def __init__(self, queue_size: int = 1000) -> None:
         self._sinks: list[Subscriber] = []
+        self._remote_sinks: list[Subscriber] = []
         self._queues: set[asyncio.Queue[CallEvent]] = set()
         self._queue_size = queue_size
 
     def add_sink(self, sink: Subscriber) -> None:
         """A sink runs inline on publish: it must be quick and must not raise."""
         self._sinks.append(sink)
+
+    def add_remote_sink(self, sink: Subscriber) -> None:
+        """A sink of other controllers' events only (`relay`); quick and not raising, as `add_sink`'s."""
+        self._remote_sinks.append(sink)
 
     def subscribe(self) -> asyncio.Queue[CallEvent]:
         queue: asyncio.Queue[CallEvent] = asyncio.Queue(self._queue_size)
@@ -93,11 +98,19 @@ class EventBus:
                 sink(event)
             except Exception:  # a broken sink must not break the call
                 log.exception("event sink %r failed on %s", sink, event.kind.value)
-        self.relay(event)
+        self._to_subscribers(event)
 
     def relay(self, event: CallEvent) -> None:
-        """To the subscribers only: another controller's event (zhida.store.relay), which that controller's own
-        sinks (record, metrics) have taken already."""
+        """Another controller's event (zhida.store.relay): to the subscribers and the remote sinks, not to the
+        sinks, since that controller's own (record, metrics) have taken it already."""
+        for sink in self._remote_sinks:
+            try:
+                sink(event)
+            except Exception:
+                log.exception("remote event sink %r failed on %s", sink, event.kind.value)
+        self._to_subscribers(event)
+
+    def _to_subscribers(self, event: CallEvent) -> None:
         for queue in self._queues:
             try:
                 queue.put_nowait(event)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from zhida.call.agents import AgentBook, normalise_aor, requested_expiry_s, saved_expiry_s
+from zhida.call.agents import REMOTE_CALL_MAX_S, AgentBook, normalise_aor, requested_expiry_s, saved_expiry_s
+from zhida.events import CallEvent, CallEventKind
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -76,3 +77,35 @@ def test_select_orders_free_agents_by_idle_time_leaves_busy_out_and_unregistered
 def test_aors_are_normalised() -> None:
     assert normalise_aor(" <1001@demo> ") == "sip:1001@demo"
     assert normalise_aor("sip:1001@demo") == "sip:1001@demo"
+
+
+def test_agents_talking_on_another_controllers_call_go_after_the_free_ones(monkeypatch) -> None:
+    """The machine room's other controllers' events (relayed): an agent who answered there is offered calls
+    after the free agents, not left out (its call's end may go unheard), and is free again at that call's end,
+    at a re-route away from it, or after REMOTE_CALL_MAX_S."""
+    book = AgentBook()
+    a, b, c = (f"sip:100{i}@demo" for i in range(1, 4))
+    for aor in (a, b, c):
+        book.registered(aor, 600)
+    assert book.select([a, b, c]) == [a, b, c]
+
+    def remote(kind: CallEventKind, call_id: str, **data: str) -> None:
+        book.remote_event(CallEvent(call_id, "demo", kind, data))
+
+    remote(CallEventKind.RINGING, "edge2-1", agent=a)  # ringing there is not talking
+    assert book.select([a, b, c]) == [a, b, c]
+    remote(CallEventKind.ANSWERED, "edge2-1", agent=a)
+    assert book.select([a, b, c]) == [b, c, a]
+    assert book.is_free(a)  # free as far as this controller's own calls go
+    remote(CallEventKind.REROUTED, "edge2-1", agent=b, previous_agent=a)
+    assert book.select([a, b, c]) == [c, a, b]  # a is free again (idle since now), b talks there
+    remote(CallEventKind.ENDED, "edge2-1")
+    assert book.select([a, b, c]) == [c, a, b]  # all free; the longest idle first
+
+    remote(CallEventKind.ANSWERED, "edge2-2", agent=c)
+    assert book.select([a, b, c])[-1] == c
+    later = time.time() + REMOTE_CALL_MAX_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    for aor in (a, c):
+        book.registered(aor, 600)
+    assert book.select([a, c]) == [c, a]  # that call's end never came: c is free again (and idle the longest)

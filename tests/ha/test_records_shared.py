@@ -14,6 +14,7 @@ import time
 import grpc
 import pytest
 from prometheus_client import REGISTRY
+from zhida.call.agents import AgentBook
 from zhida.v1 import calls_pb2 as pb
 from zhida.v1 import calls_pb2_grpc
 
@@ -107,3 +108,35 @@ async def test_a_database_away_for_10_s_loses_no_record(postgres: PostgresServer
                for r in ("queue_full", "db_error", "db_unreachable")) == lost0
     assert sample("zhida_call_record_write_retries_total") > retries0
     assert sample("zhida_call_record_store_up") == 1
+
+
+async def test_an_agent_talking_on_the_other_controllers_call_goes_after_the_free_ones(
+    postgres: PostgresServer, start_crm_api  # noqa: F811
+) -> None:
+    """Controller one's agent book hears controller two's calls through the relay (not its own calls twice):
+    the agent who answered there is offered after the free ones until that call ends."""
+    one = await start_crm_api(db_url=postgres.url)
+    two = await start_crm_api(db_url=postgres.url)
+    await listening(one, two)
+    book = AgentBook()
+    one.bus.add_remote_sink(book.remote_event)
+    alice, bob, carol = "sip:alice@acme.example", "sip:bob@acme.example", "sip:carol@acme.example"
+    for aor in (alice, bob, carol):
+        book.registered(aor, 600)
+    events = scripted_call("on-two", "acme")  # answered by alice
+    for event in events[:-1]:
+        two.bus.publish(event)
+    for event in scripted_call("on-one", "acme"):  # this controller's own call: its sinks have it, not the book
+        one.bus.publish(event)
+
+    async def until(predicate, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while not predicate():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.05)
+
+    await until(lambda: book.talking_elsewhere(alice), "controller two's answered call never reached one's book")
+    assert book.select([alice, bob, carol]) == [bob, carol, alice]
+    two.bus.publish(events[-1])  # ended
+    await until(lambda: not book.talking_elsewhere(alice), "the end of the call never reached one's book")
+    assert alice in book.select([alice, bob, carol])

@@ -56,6 +56,8 @@ class CallController:
         self.directory = directory
         self.calls: dict[str, Call] = {}  # by Call-ID; an answered call also by its agent leg's
         self.agents = AgentBook()
+        # the machine room's other controllers' calls (relayed through the shared records): who talks there
+        bus.add_remote_sink(self.agents.remote_event)
         # every media node of the room; each call on one of them (zhida.media.pool)
         self.ng = MediaPool(config.media.ng_nodes)
         self.rpc = KamailioRpc("127.0.0.1", config.sip.rpc_port)
