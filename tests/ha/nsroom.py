@@ -223,6 +223,7 @@ def _start_nodes(room: MachineRoom, work: Path, nodes: int, prepare: Callable[[C
         address = fabric.ip(f"edge{n}")
         edge.platform_file = platform_file
         edge.directory_url = room.database.url
+        edge.controller.db_url = room.database.url  # call records shared too (WatchCalls, busy agents)
         edge.sip.address = address
         if nodes == 2:
             edge.sip.dmq_address = f"{address}:{dmq_port}"

@@ -9,7 +9,8 @@ speech x2 and the database, each a node with its own address on one bridge. In o
 - PostgreSQL stopped for 10 s under calls on both edges: agents' REGISTER refreshes still pass, on the edge they
   registered with and on the other (the cached credentials travel over DMQ), a wrong password still fails; the
   calls decided meanwhile get their group's agents (the controllers remember the directory's last answers) and
-  end normally;
+  end normally, and their records (held by each controller's recorder meanwhile) are in the database once it
+  is back;
 - Kamailio of edge 1 SIGKILLed while a call through edge 2 is in its speech phase: that call goes on to an
   agent; a new call enters through edge 2 and reaches an agent registered on edge 1 (its registration lives on
   in edge 2's memory);
@@ -34,6 +35,7 @@ from zhida.directory import Directory
 from zhida.stack import up as stack
 from zhida.stack.ports import free_ports
 from zhida.stack.sipp import AgentPhone, SippResult
+from zhida.store import CallStore, open_engine
 
 from tests.call.conftest import AGENT_IP, kill_service
 from tests.ha.nsroom import DOMAIN, MachineRoom, machine_room  # noqa: F401 (a fixture, found by name)
@@ -172,6 +174,16 @@ def test_an_edge_pair_shares_agents_survives_a_database_outage_and_an_edge_death
             # call did not fall back for want of them
             record = placed.record()
             assert record.get("group") == GROUP and f"sip:1001@{DOMAIN}" in record.get("agents", []), record
+        # and their call records, written by both controllers to the database that was away, are all there
+        store = CallStore(open_engine(room.database.url, create=False))
+        try:
+            for placed in callers:
+                call_id = placed.join().call_id
+                wait(lambda call_id=call_id: (row := store.get_call(call_id)) is not None
+                     and row.outcome == "connected" and row.ended_at is not None, 15,
+                     f"the record of {call_id} in the database")
+        finally:
+            store.engine.dispose()
         for edge in (edge1, edge2):
             assert "checked against cached credentials (1)" in (edge.log_dir / "kamailio.log").read_text(
                 errors="replace")
