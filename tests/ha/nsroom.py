@@ -30,6 +30,7 @@ from zhida.stack.sipp import AgentPhone, register_agent, start_agent_phone
 from tests.call.conftest import _dump_logs, rtpengine_final_stats, stack_config
 from tests.ha.netkit import Fabric
 from tests.ha.pgkit import PostgresServer
+from tests.ha.speechkit import Caller
 
 ROLES = ("carrier", "agents", "edge1", "edge2", "media1", "media2", "speech1", "speech2", "db")
 DOMAIN = "demo.zhida.local"
@@ -52,8 +53,11 @@ class MachineRoom:
     def agents_ip(self) -> str:
         return self.fabric.ip("agents")
 
-    def enter_carrier(self) -> None:
-        self.fabric.enter("carrier")
+    def caller(self, edge: Config, wav: Path, work: Path, **kwargs: float) -> Caller:
+        """A trunk call from the carrier's node through `edge`: speechkit's caller, its thread in the carrier's
+        namespace."""
+        return Caller(edge, wav, work, trunk_ip=self.carrier_ip, enter=lambda: self.fabric.enter("carrier"),
+                      **kwargs)
 
     def kamailio_rpc(self, edge: int, method: str, *params: object) -> object:
         """Kamailio's RPC socket is on its node's loopback: asked from inside the node."""

@@ -108,8 +108,7 @@ def test_an_edge_pair_shares_agents_survives_a_database_outage_and_an_edge_death
     agents_work.mkdir()
 
     def caller(edge: Config, name: str, **kwargs: float) -> Caller:
-        return Caller(edge, sentence_wav, tmp_path / name, trunk_ip=room.carrier_ip, enter=room.enter_carrier,
-                      **kwargs)
+        return room.caller(edge, sentence_wav, tmp_path / name, **kwargs)
 
     def media_both_ways(result: SippResult) -> None:
         wait(lambda: bool(room.media_stats(result.call_id)), 10, "the call's final media stats")

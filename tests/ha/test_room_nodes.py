@@ -37,8 +37,7 @@ def test_a_media_node_and_a_speech_worker_die_under_calls(
     agents_work.mkdir()
 
     def caller(edge: Config, name: str, **kwargs: float) -> Caller:
-        return Caller(edge, sentence_wav, tmp_path / name, trunk_ip=room.carrier_ip, enter=room.enter_carrier,
-                      **kwargs)
+        return room.caller(edge, sentence_wav, tmp_path / name, **kwargs)
 
     def routed(edge: Config, name: str) -> tuple[SippResult, dict, int]:
         """A call through `edge` recognised and routed to its group, its media on exactly one node (the agent's
