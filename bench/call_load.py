@@ -83,16 +83,9 @@ def run_level(config: Config, calls: int, wavs: dict[str, Path], sentences: list
     started = time.monotonic()
 
     def one(item: tuple[int, tuple[str, str]]) -> dict[str, Any]:
-        index, (text, group) = item
+        index, sentence = item
         time.sleep(index * 0.01)  # sipp processes start a few ms apart anyway
-        line = place_call(config, number="4008001234", wav=wavs[text], trunk=TRUNK_IP, expected_group=group,
-                          said=text)
-        record = wait_for_record(config, line["call_id"]) if line["call_id"] else {}
-        line["media"] = record.get("media") or {}
-        line["kind"] = (record.get("decision") or {}).get("kind", "")
-        line["reason"] = (record.get("decision") or {}).get("reason", "")
-        line["route"] = (record.get("decision") or {}).get("route", "")
-        return line
+        return decided_call(config, wavs, sentence, trunk=TRUNK_IP)
 
     with ThreadPoolExecutor(calls) as pool:
         lines = list(pool.map(one, enumerate(chosen)))
@@ -102,31 +95,54 @@ def run_level(config: Config, calls: int, wavs: dict[str, Path], sentences: list
     # the callers' sipp processes have exited by now: their CPU is this process's children's
     after["callers_sipp"] = children.ru_utime + children.ru_stime
     before["callers_sipp"] = before_children.ru_utime + before_children.ru_stime
-    # the demo has 8 agents: a group with all its agents on calls sends the next caller to the fallback group
-    # ("empty group"); the rules still decided that caller's group, which is what this bench measures
-    no_free_agent = [x for x in lines if x["reason"] == "empty group"]
-    routed = [x for x in lines if x["kind"] == "route" or x["reason"] == "empty group"]
-    latencies = [float(x["end_of_speech_to_invite_ms"]) for x in lines if x["kind"] == "route"
-                 and x["group"] == x["expected_group"] and x["end_of_speech_to_invite_ms"] is not None]
     cpu = {name: round(after[name] - before[name], 1) for name in after}
+    summary = decisions_summary(lines)
     return {
         "calls": calls,
-        # the demo tenant's routes are named after their groups
-        "right_group": sum(1 for x in routed if x["route"] == x["expected_group"]),
-        "misrouted": sum(1 for x in routed if x["route"] != x["expected_group"]),
-        "no_free_agent": len(no_free_agent),
-        "not_decided": dict(Counter(f"{x['kind']}: {x['reason'][:80]}" for x in lines if x not in routed)),
-        "sipp_failed": sum(1 for x in lines if x["sipp_rc"] != 0),
+        **{key: summary[key] for key in ("right_group", "misrouted", "no_free_agent", "not_decided", "sipp_failed")},
         "fork_packets": sum(int(x["media"].get("fork_packets", 0)) for x in lines),
         "fork_lost": sum(int(x["media"].get("fork_lost", 0)) for x in lines),
         "fork_dropped": sum(int(x["media"].get("fork_dropped", 0)) for x in lines),
+        "end_of_speech_to_invite_ms": summary["end_of_speech_to_invite_ms"],
+        "wall_s": round(wall, 1),
+        "cpu_s": cpu,
+        "cpu_share_of_wall": {name: round(seconds / wall, 2) for name, seconds in cpu.items()},
+    }
+
+
+def decided_call(config: Config, wavs: dict[str, Path], sentence: tuple[str, str], *, trunk: str,
+                 netns: str | None = None) -> dict[str, Any]:
+    """One demo sentence said on a call through `config`'s edge: place_call's line with the record's decision
+    (kind, reason, route) and media counters."""
+    text, group = sentence
+    line = place_call(config, number="4008001234", wav=wavs[text], trunk=trunk, expected_group=group, said=text,
+                      netns=netns)
+    record = wait_for_record(config, line["call_id"]) if line["call_id"] else {}
+    decision = record.get("decision") or {}
+    line.update(media=record.get("media") or {}, kind=decision.get("kind", ""), reason=decision.get("reason", ""),
+                route=decision.get("route", ""))
+    return line
+
+
+def decisions_summary(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """How a wave of `decided_call` lines was decided, and end of speech -> agent INVITE of those routed right."""
+    # the demo has 8 agents: a group with all its agents on calls sends the next caller to the fallback group
+    # ("empty group"); the rules still decided that caller's group, which is what this bench measures
+    routed = [x for x in lines if x["kind"] == "route" or x["reason"] == "empty group"]
+    latencies = [float(x["end_of_speech_to_invite_ms"]) for x in lines if x["kind"] == "route"
+                 and x["group"] == x["expected_group"] and x["end_of_speech_to_invite_ms"] is not None]
+    return {
+        "calls": len(lines),
+        # the demo tenant's routes are named after their groups
+        "right_group": sum(1 for x in routed if x["route"] == x["expected_group"]),
+        "misrouted": sum(1 for x in routed if x["route"] != x["expected_group"]),
+        "no_free_agent": sum(1 for x in lines if x["reason"] == "empty group"),
+        "not_decided": dict(Counter(f"{x['kind']}: {x['reason'][:80]}" for x in lines if x not in routed)),
+        "sipp_failed": sum(1 for x in lines if x["sipp_rc"] != 0),
         "end_of_speech_to_invite_ms": {
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
             "mean": round(statistics.mean(latencies), 1) if latencies else None,
         },
-        "wall_s": round(wall, 1),
-        "cpu_s": cpu,
-        "cpu_share_of_wall": {name: round(seconds / wall, 2) for name, seconds in cpu.items()},
     }
 
 

@@ -21,57 +21,19 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from zhida.call.prompts import synthesize
 from zhida.config import Config
-from zhida.stack.calls import place_call, wait_for_record
 from zhida.stack.demo import demo_sentences
 
-from bench.call_load import percentile
-
-NUMBER = "4008001234"
-
-
-def one_call(room: Any, index: int, wavs: dict[str, Path], sentence: tuple[str, str]) -> dict[str, Any]:
-    """A call through edge `index` mod the edges, with its record's decision."""
-    text, group = sentence
-    edge = room.edges[index % len(room.edges)]
-    line = place_call(edge, number=NUMBER, wav=wavs[text], trunk=room.carrier_ip, expected_group=group, said=text,
-                      netns=room.fabric.netns("carrier"))
-    record = wait_for_record(edge, line["call_id"]) if line["call_id"] else {}
-    decision = record.get("decision") or {}
-    line.update(kind=decision.get("kind", ""), reason=decision.get("reason", ""), route=decision.get("route", ""))
-    return line
-
-
-def summary(lines: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
-    # the demo has 8 agents: a group whose agents are all on calls sends the next caller to the fallback group
-    # ("empty group"); the rules still decided that caller's group, which is what this bench measures
-    routed = [x for x in lines if x["kind"] == "route" or x["reason"] == "empty group"]
-    latencies = [float(x["end_of_speech_to_invite_ms"]) for x in lines if x["kind"] == "route"
-                 and x["group"] == x["expected_group"] and x["end_of_speech_to_invite_ms"] is not None]
-    return {
-        "calls": len(lines),
-        "right_group": sum(1 for x in routed if x["route"] == x["expected_group"]),
-        "misrouted": sum(1 for x in routed if x["route"] != x["expected_group"]),
-        "no_free_agent": sum(1 for x in lines if x["reason"] == "empty group"),
-        "not_decided": dict(Counter(f"{x['kind']}: {x['reason'][:80]}" for x in lines if x not in routed)),
-        "sipp_failed": sum(1 for x in lines if x["sipp_rc"] != 0),
-        "end_of_speech_to_invite_ms": {
-            "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
-            "mean": round(statistics.mean(latencies), 1) if latencies else None,
-        },
-        "wall_s": round(wall_s, 1),
-    }
+from bench.call_load import decided_call, decisions_summary
 
 
 def dial(starts: list[float], call: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
@@ -88,7 +50,8 @@ def dial(starts: list[float], call: Callable[[int], dict[str, Any]]) -> dict[str
         thread.start()
     for thread in threads:
         thread.join()
-    return summary([line for line in lines if line is not None], time.monotonic() - began)
+    wall_s = time.monotonic() - began
+    return {**decisions_summary([line for line in lines if line is not None]), "wall_s": round(wall_s, 1)}
 
 
 def main() -> int:
@@ -121,11 +84,10 @@ def main() -> int:
             try:
                 (work / f"agents{nodes}").mkdir()
                 room.register_demo_agents(work / f"agents{nodes}")
-                counter = iter(range(1_000_000))
-
-                def call(i: int, room: Any = room, counter: Any = counter) -> dict[str, Any]:
-                    n = next(counter)
-                    return one_call(room, n, wavs, sentences[n % len(sentences)])
+                def call(i: int, room: Any = room) -> dict[str, Any]:
+                    """Call i of a load: the edges in turn, the demo sentences in turn, from the carrier's node."""
+                    return decided_call(room.edges[i % len(room.edges)], wavs, sentences[i % len(sentences)],
+                                        trunk=room.carrier_ip, netns=room.fabric.netns("carrier"))
 
                 for level in [int(x) for x in args.at_once.split(",")]:
                     row = {"level": level, **dial([i * 0.01 for i in range(level)], call)}

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent.parent
@@ -22,6 +22,23 @@ DEMO_DIR = PACKAGE_DIR / "demo"
 MAX_MEDIA_NODES = 4
 # kamailio.cfg takes this many DMQ notification addresses (the other SIP edge nodes)
 MAX_DMQ_PEERS = 3
+
+
+def _checked_host_port(address: str) -> str:
+    _host_port(address)
+    return address
+
+
+def _checked_host_ports(addresses: list[str]) -> list[str]:
+    for address in addresses:
+        _host_port(address)
+    return addresses
+
+
+# "host:port" (IPv6 as "[::1]:port"), refused with the key's path otherwise; the optional one may be empty, and
+# a list is refused by its own key (the error names the list, as the setting's documentation does)
+OptionalHostPort = Annotated[str, AfterValidator(lambda address: _checked_host_port(address) if address else address)]
+HostPorts = Annotated[list[str], AfterValidator(_checked_host_ports)]
 
 class ConfigError(ValueError):
     """A configuration file that does not load, with every offending key's path in the message."""
@@ -47,23 +64,9 @@ class SipConfig(Section):
     # ("10.0.1.11:5090", UDP, on the network between the edge nodes) and the other nodes' ("10.0.1.12:5090"), or
     # one DNS name that resolves to all of them; both or neither (`zhida up` refuses one alone). Empty: one edge
     # node, registrations in its memory alone.
-    dmq_address: str = ""
-    dmq_peers: list[str] = Field(default_factory=list, max_length=MAX_DMQ_PEERS)
+    dmq_address: OptionalHostPort = ""
+    dmq_peers: HostPorts = Field(default_factory=list, max_length=MAX_DMQ_PEERS)
     config_file: Path = REPO_DIR / "kamailio" / "kamailio.cfg"
-
-    @field_validator("dmq_address")
-    @classmethod
-    def _dmq_address_is_host_port(cls, address: str) -> str:
-        if address:
-            _host_port(address)
-        return address
-
-    @field_validator("dmq_peers")
-    @classmethod
-    def _dmq_peers_are_host_port(cls, peers: list[str]) -> list[str]:
-        for peer in peers:
-            _host_port(peer)
-        return peers
 
 
 class MediaConfig(Section):
@@ -81,14 +84,7 @@ class MediaConfig(Section):
     config_file: Path = REPO_DIR / "rtpengine" / "rtpengine.conf"
     # Media nodes of a machine room, their ng addresses ("10.0.3.11:2223"), in the order of Kamailio's rtpengine
     # sets 1..N (zhida.media.pool); empty: this box's rtpengine, `interface`:`ng_port`.
-    nodes: list[str] = Field(default_factory=list, max_length=MAX_MEDIA_NODES)
-
-    @field_validator("nodes")
-    @classmethod
-    def _nodes_are_addresses(cls, nodes: list[str]) -> list[str]:
-        for node in nodes:
-            _host_port(node)
-        return nodes
+    nodes: HostPorts = Field(default_factory=list, max_length=MAX_MEDIA_NODES)
 
     @property
     def ng_nodes(self) -> list[tuple[str, int]]:
@@ -103,7 +99,7 @@ class ControllerConfig(Section):
     # reaches another controller is forwarded here for the calls this one holds. Empty: api_listen, unless that
     # listens on every address (0.0.0.0, [::]), which names no node: then this controller's calls are not
     # forwarded to.
-    api_advertise: str = ""
+    api_advertise: OptionalHostPort = ""
     # Answered mode (PSTN trunks): the B2BUA's SIP port (UDP, on rtp_address); Kamailio relays those trunks' calls
     # there and trusts INVITEs from exactly this address and port. 0: answered mode off.
     b2bua_port: int = Field(5070, ge=0, le=65535)
@@ -117,21 +113,6 @@ class ControllerConfig(Section):
     db_url: str = ""
     # The CRM API's token file; empty: <run_dir>/api-tokens.yaml, created on first start. $ZHIDA_API_TOKENS wins.
     api_tokens: Path | None = None
-
-    @field_validator("api_advertise")
-    @classmethod
-    def _advertise_is_host_port(cls, address: str) -> str:
-        if address:
-            _host_port(address)
-        return address
-
-    @property
-    def api_peer_address(self) -> str:
-        """The address other controllers forward to (api_advertise, else a specific api_listen; else "")."""
-        if self.api_advertise:
-            return self.api_advertise
-        host, _ = _host_port(self.api_listen)
-        return "" if host.strip("[]") in ("0.0.0.0", "::", "") else self.api_listen
     # Endpointing: the recogniser ends the utterance after this silence; the controller may decide earlier on
     # a stable, confident partial.
     end_silence_ms: int = Field(700, ge=0)
@@ -153,6 +134,14 @@ class ControllerConfig(Section):
     # Answered mode only: said before hanging up when no agent took the call (the caller has been answered, so
     # the carrier plays no tone of its own).
     unavailable: str = "抱歉，现在没有空闲的坐席，请稍后再拨"
+
+    @property
+    def api_peer_address(self) -> str:
+        """The address other controllers forward to (api_advertise, else a specific api_listen; else "")."""
+        if self.api_advertise:
+            return self.api_advertise
+        host, _ = _host_port(self.api_listen)
+        return "" if host.strip("[]") in ("0.0.0.0", "::", "") else self.api_listen
 
 
 class SpeechConfig(Section):

@@ -30,7 +30,7 @@ from zhida.stack.sipp import AgentPhone, register_agent, start_agent_phone
 from tests.call.conftest import _dump_logs, rtpengine_final_stats, stack_config
 from tests.ha.netkit import Fabric
 from tests.ha.pgkit import PostgresServer
-from tests.ha.speechkit import Caller
+from tests.ha.speechkit import Caller, media_nodes_of, recognizer_log, workers_of
 
 ROLES = ("carrier", "agents", "edge1", "edge2", "media1", "media2", "speech1", "speech2", "db")
 DOMAIN = "demo.zhida.local"
@@ -122,16 +122,13 @@ class MachineRoom:
         return found
 
     def media_nodes_of(self, call_id: str) -> list[int]:
-        """Indexes of the media nodes whose rtpengine logged the call."""
-        return [i for i, node in enumerate(self.media)
-                if f"[{call_id}" in (node.log_dir / "rtpengine.log").read_text(errors="replace")]
+        return media_nodes_of(self.media, call_id)
 
     def worker_log(self, index: int) -> str:
-        return (self.speech[index].log_dir / "recognizer.log").read_text(errors="replace")
+        return recognizer_log(self.speech[index])
 
     def workers_of(self, call_id: str) -> list[int]:
-        """Indexes of the recogniser workers that opened a stream for the call."""
-        return [i for i in range(len(self.speech)) if f"stream opened call_id={call_id} " in self.worker_log(i)]
+        return workers_of(self.speech, call_id)
 
     def sessions(self) -> list[str]:
         """Live rtpengine sessions on every media node that answers."""

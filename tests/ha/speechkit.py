@@ -50,16 +50,13 @@ class Room:
             _dump_logs(extra)
 
     def node_of(self, call_id: str) -> list[int]:
-        """Indexes of the media nodes whose rtpengine logged the call."""
-        return [i for i, node in enumerate(self.media)
-                if f"[{call_id}" in (node.log_dir / "rtpengine.log").read_text(errors="replace")]
+        return media_nodes_of(self.media, call_id)
 
     def worker_log(self, index: int) -> str:
-        return (self.workers[index].log_dir / "recognizer.log").read_text(errors="replace")
+        return recognizer_log(self.workers[index])
 
     def workers_of(self, call_id: str) -> list[int]:
-        """Indexes of the recogniser workers that opened a stream for the call."""
-        return [i for i in range(len(self.workers)) if f"stream opened call_id={call_id} " in self.worker_log(i)]
+        return workers_of(self.workers, call_id)
 
     def sessions(self) -> dict[int, list[str]]:
         """Every media node's live rtpengine sessions (a dead node: none listed)."""
@@ -68,6 +65,21 @@ class Room:
             with contextlib.suppress(OSError):
                 found[i] = list(stack.ng_request(node, "list", timeout=0.5, limit="100").get("calls", []))
         return found
+
+
+def media_nodes_of(media: list[Config], call_id: str) -> list[int]:
+    """Indexes of the media nodes whose rtpengine logged the call."""
+    return [i for i, node in enumerate(media)
+            if f"[{call_id}" in (node.log_dir / "rtpengine.log").read_text(errors="replace")]
+
+
+def recognizer_log(worker: Config) -> str:
+    return (worker.log_dir / "recognizer.log").read_text(errors="replace")
+
+
+def workers_of(workers: list[Config], call_id: str) -> list[int]:
+    """Indexes of the recogniser workers that opened a stream for the call."""
+    return [i for i, worker in enumerate(workers) if f"stream opened call_id={call_id} " in recognizer_log(worker)]
 
 
 def _extra(config: Config, name: str) -> Config:

@@ -353,6 +353,7 @@ class AnsweredMode:
         started = time.time()
         # Kamailio's agent_invite events of the new leg name its agents: put back who has the caller if none answers
         previous_agent, previous_contact, previous_group = call.agent, call.contact, call.group
+        call.reroute_ringing = ""  # an agent who rang for an earlier re-route that failed rings anew
         session.legs += 1
         leg_id = f"{call.call_id}{AGENT_LEG_SUFFIX}-{session.legs}"
         self.calls[leg_id] = call  # Kamailio's events of the new leg reach this call's machine

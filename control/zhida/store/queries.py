@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, Select, and_, or_, select
 from sqlalchemy.orm import sessionmaker
 
+from zhida.events import CallEventKind
 from zhida.store.models import CallRow, EventRow
 
 
@@ -48,8 +49,8 @@ class CallStore:
     def holder_of(self, call_id: str) -> str:
         """The API address of the controller that holds the call (its `started` event says; "" if none)."""
         with self._sessions() as session:
-            query = (select(EventRow.data).where(EventRow.call_id == call_id, EventRow.kind == "started")
-                     .order_by(EventRow.id).limit(1))
+            started = and_(EventRow.call_id == call_id, EventRow.kind == CallEventKind.STARTED.value)
+            query = select(EventRow.data).where(started).order_by(EventRow.id).limit(1)
             data = session.scalars(query).first()
         return str(data.get("controller") or "") if isinstance(data, dict) else ""
 
